@@ -1,0 +1,1 @@
+"""Capture: sources of coded frames and the worker that records them."""

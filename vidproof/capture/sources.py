@@ -1,0 +1,288 @@
+"""Sources of coded video frames: the synthetic camera, media files and RTSP cameras.
+
+A source yields :class:`StreamInfo` when it (re)connects, :class:`CodedFrame`
+for every access unit and :class:`SourceLost` when the camera goes away. It
+knows nothing of digests or signing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import av
+
+from ..digest import SUPPORTED_CODECS
+from ..errors import SourceError, UsageError
+
+Clock = Callable[[], int]
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    codec: str
+    width: int
+    height: int
+    time_base: Fraction
+    fps: Fraction | None
+    extradata: bytes | None
+    description: str
+    template: Any = field(default=None, compare=False)  # PyAV stream to copy parameters from
+    clock: str = "wall"  # "wall": time of reception; "media": start time + stream timestamps
+    skipped_before_keyframe: int = 0
+
+
+@dataclass(frozen=True)
+class CodedFrame:
+    data: bytes
+    pts: int | None
+    dts: int | None
+    time_base: Fraction
+    keyframe: bool
+    utc_ns: int
+    cam_utc_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class SourceLost:
+    utc_ns: int
+    reason: str
+
+
+SourceItem = StreamInfo | CodedFrame | SourceLost
+
+_TESTSRC = re.compile(r"^testsrc(?::(\d+)x(\d+)(?:@(\d+))?)?$")
+
+
+def redact(url: str) -> str:
+    """Drop credentials from a URL so that it can be logged and recorded."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+    return url
+
+
+def _check_codec(name: str, what: str) -> str:
+    if name not in SUPPORTED_CODECS:
+        raise SourceError(
+            f"{what}: video codec {name!r} cannot be recorded bit-exact; "
+            "expected H.264 or H.265"
+        )
+    return name
+
+
+class Pacer:
+    """Maps stream timestamps to capture times, pacing at real time unless ``fast``."""
+
+    def __init__(self, fast: bool, clock: Clock) -> None:
+        self.fast = fast
+        self.start_utc = clock()
+        self.start_mono = time.monotonic_ns()
+        self.origin: float | None = None
+        self.last = 0.0
+
+    def utc_ns(self, seconds: float | None) -> tuple[int, float]:
+        if seconds is None:
+            seconds = self.last
+        if self.origin is None:
+            self.origin = seconds
+        offset = seconds - self.origin
+        self.last = seconds
+        if not self.fast:
+            delay = self.start_mono + offset * 1e9 - time.monotonic_ns()
+            if delay > 0:
+                time.sleep(delay / 1e9)
+        return self.start_utc + round(offset * 1e9), offset
+
+
+def testsrc(spec: str, *, fast: bool, duration: float | None, clock: Clock) -> Iterator[SourceItem]:
+    """The built-in synthetic camera: FFmpeg's testsrc2 (moving pattern and a running
+    clock), encoded with libx264 like a camera: no B-frames, 1-s GOP, SPS/PPS repeated
+    before each keyframe."""
+    m = _TESTSRC.match(spec)
+    if not m:
+        raise UsageError(f"source {spec!r} is invalid: expected testsrc[:WxH@FPS]")
+    width, height = int(m.group(1) or 1280), int(m.group(2) or 720)
+    fps = int(m.group(3) or 25)
+    if not (16 <= width <= 7680 and 16 <= height <= 4320 and width % 2 == 0
+            and height % 2 == 0 and 1 <= fps <= 120):
+        raise UsageError(f"source {spec!r} is invalid: expected even sizes 16..7680 x 16..4320 "
+                         "and 1..120 fps")
+    frames = None if duration is None else round(duration * fps)
+    graph = av.open(f"testsrc2=size={width}x{height}:rate={fps}", format="lavfi")
+    enc = av.CodecContext.create("libx264", "w")
+    enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
+    enc.time_base = Fraction(1, fps)
+    enc.framerate = Fraction(fps)
+    enc.gop_size = fps
+    enc.max_b_frames = 0
+    enc.options = {"preset": "ultrafast", "tune": "zerolatency",
+                   "x264-params": f"keyint={fps}:min-keyint={fps}:scenecut=0:repeat-headers=1"}
+    time_base = Fraction(1, 90000)
+    yield StreamInfo("h264", width, height, time_base, Fraction(fps), None,
+                     f"testsrc:{width}x{height}@{fps}", clock="media")
+    pacer = Pacer(fast, clock)
+    count = 0
+    ticks = 90000 // fps if 90000 % fps == 0 else None
+
+    def emit(packets: list[av.Packet]) -> Iterator[CodedFrame]:
+        for p in packets:
+            pts = round(p.pts * 90000 / fps) if ticks is None else p.pts * ticks
+            utc, _ = pacer.utc_ns(pts / 90000)
+            yield CodedFrame(bytes(p), pts, pts, time_base, p.is_keyframe, utc)
+
+    try:
+        for frame in graph.decode(video=0):
+            if frames is not None and count >= frames:
+                break
+            frame.pts, frame.time_base = count, Fraction(1, fps)
+            frame.pict_type = av.video.frame.PictureType.NONE  # lavfi marks every frame I
+            count += 1
+            yield from emit(enc.encode(frame))
+        yield from emit(enc.encode(None))
+    finally:
+        graph.close()
+
+
+def _stream_info(stream: Any, description: str, clock: str, skipped: int = 0) -> StreamInfo:
+    cc = stream.codec_context
+    return StreamInfo(
+        codec=_check_codec(cc.name, description), width=cc.width, height=cc.height,
+        time_base=stream.time_base, fps=stream.average_rate or stream.guessed_rate,
+        extradata=bytes(cc.extradata) if cc.extradata else None,
+        description=description, template=stream, clock=clock, skipped_before_keyframe=skipped,
+    )
+
+
+def _open_error(what: str, exc: Exception) -> SourceError:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return SourceError(f"cannot open {what}: {text}")
+
+
+def media_file(path: str, *, fast: bool, duration: float | None,
+               clock: Clock) -> Iterator[SourceItem]:
+    if not Path(path).is_file():
+        raise SourceError(f"source {path!r} does not exist or is not a file; "
+                          "expected testsrc[:WxH@FPS], a media file, rtsp://… or rtsps://…")
+    try:
+        container = av.open(path)
+    except (av.FFmpegError, OSError) as exc:
+        raise _open_error(f"{path} as a media file", exc) from None
+    try:
+        if not container.streams.video:
+            raise SourceError(f"{path} has no video stream")
+        stream = container.streams.video[0]
+        yield _stream_info(stream, Path(path).name, "media")
+        pacer = Pacer(fast, clock)
+        tb = stream.time_base
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue
+                ts = packet.pts if packet.pts is not None else packet.dts
+                utc, offset = pacer.utc_ns(None if ts is None else float(ts * tb))
+                if duration is not None and offset >= duration:
+                    break
+                yield CodedFrame(bytes(packet), packet.pts, packet.dts, tb,
+                                 packet.is_keyframe, utc)
+        except av.FFmpegError as exc:
+            raise SourceError(f"{path}: cannot read media ({exc})") from None
+    finally:
+        container.close()
+
+
+@dataclass
+class Backoff:
+    first: float = 0.5
+    maximum: float = 10.0
+    current: float = 0.0
+
+    def next(self) -> float:
+        self.current = self.first if not self.current else min(self.current * 2, self.maximum)
+        return self.current
+
+    def reset(self) -> None:
+        self.current = 0.0
+
+
+def rtsp(url: str, *, duration: float | None, clock: Clock, connect_timeout: float = 10.0,
+         read_timeout: float = 5.0, backoff: Backoff | None = None,
+         stop: Callable[[], bool] = lambda: False) -> Iterator[SourceItem]:
+    """An RTSP/RTSPS camera over TCP, reconnecting with exponential back-off."""
+    safe = redact(url)
+    backoff = backoff or Backoff()
+    started = time.monotonic()
+    ever_connected = False
+    options = {"rtsp_transport": "tcp", "timeout": str(int(read_timeout * 1e6))}
+
+    def expired() -> bool:
+        return stop() or (duration is not None and time.monotonic() - started >= duration)
+
+    while not expired():
+        try:
+            container = av.open(url, options=options, timeout=(connect_timeout, read_timeout))
+        except (av.FFmpegError, OSError) as exc:
+            if not ever_connected:
+                raise _open_error(safe, exc) from None
+            time.sleep(backoff.next())
+            continue
+        try:
+            if not container.streams.video:
+                raise SourceError(f"{safe} has no video stream")
+            stream = container.streams.video[0]
+            tb = stream.time_base
+            skipped = 0
+            announced = False
+            for packet in container.demux(stream):
+                if expired():
+                    break
+                if packet.size == 0:
+                    continue
+                now = clock()
+                if not announced:
+                    if not packet.is_keyframe:
+                        skipped += 1
+                        continue
+                    yield _stream_info(stream, safe, "wall", skipped)
+                    announced, ever_connected = True, True
+                    backoff.reset()
+                cam = None
+                realtime = container.start_time_realtime
+                if realtime is not None and packet.pts is not None:
+                    cam = realtime * 1000 + round((packet.pts - (stream.start_time or 0)) * tb * 10**9)
+                yield CodedFrame(bytes(packet), packet.pts, packet.dts, tb, packet.is_keyframe,
+                                 now, cam)
+            reason = "stream ended"
+        except av.FFmpegError as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+        finally:
+            container.close()
+        if expired():
+            break
+        if ever_connected:
+            yield SourceLost(clock(), reason)
+        time.sleep(backoff.next())
+
+
+def open_source(spec: str, *, fast: bool, duration: float | None,
+                clock: Clock = time.time_ns, stop: Callable[[], bool] = lambda: False
+                ) -> Iterator[SourceItem]:
+    if spec.startswith("testsrc"):
+        return testsrc(spec, fast=fast, duration=duration, clock=clock)
+    if spec.startswith(("rtsp://", "rtsps://")):
+        return rtsp(spec, duration=duration, clock=clock, stop=stop)
+    if spec.startswith("device:"):
+        raise UsageError(f"source {spec!r}: local devices deliver raw frames and need --stamp, "
+                         "which this build does not support yet")
+    if "://" in spec:
+        raise UsageError(f"source {spec!r} has an unsupported scheme; expected rtsp:// or rtsps://")
+    return media_file(spec, fast=fast, duration=duration, clock=clock)

@@ -1,0 +1,151 @@
+"""The command line: parses, calls the library, renders, and turns errors into exit codes.
+
+Exit codes (docs/FORMAT.md, DESIGN.md section 3): ``verify`` exits 0 when the
+evidence is authentic and complete, 1 when it is not, 2 when it could not be
+checked. Other commands exit 0 on success and 2 on any error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from . import __version__
+from .errors import CouldNotVerify, Error, UsageError
+
+EXIT_OK, EXIT_NOT_AUTHENTIC, EXIT_ERROR = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="vidproof", description="Forensic video recording and verification")
+    p.add_argument("--version", action="version", version=f"vidproof {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    k = sub.add_parser("keygen", help="make an Ed25519 device key pair")
+    k.add_argument("--out", required=True, type=Path, help="directory for device.key/.pub")
+
+    r = sub.add_parser("record", help="record a camera into a store, signing as it goes")
+    r.add_argument("--source", required=True,
+                   help="testsrc[:WxH@FPS], a media file, rtsp://… or rtsps://…")
+    r.add_argument("--camera-id", required=True)
+    r.add_argument("--location", required=True, help='"LABEL;LAT,LON"')
+    r.add_argument("--key", required=True, type=Path, help="device private key (PEM)")
+    r.add_argument("--store", required=True, type=Path)
+    r.add_argument("--duration", type=_positive, help="seconds to record")
+    r.add_argument("--fast", action="store_true",
+                   help="do not pace file and testsrc sources at real time")
+    r.add_argument("--stamp", action="store_true", help="burn in date, time and location")
+    r.add_argument("--segment-seconds", type=_positive, default=60.0)
+
+    v = sub.add_parser("verify", help="verify a store or an export bundle, offline")
+    v.add_argument("path", type=Path)
+    v.add_argument("--trust", required=True, type=Path, help="public key or CA certificate PEM")
+    v.add_argument("--camera")
+    v.add_argument("--media", type=Path, help="a working copy of the clip to check")
+    v.add_argument("--json", action="store_true", help="print one JSON object")
+    v.add_argument("--report", type=Path, help="also write an HTML report here")
+    return p
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from .keys import generate
+
+    key, pub = generate(args.out)
+    print(f"wrote {key} and {pub}")
+    return EXIT_OK
+
+
+def _record(args: argparse.Namespace) -> int:
+    from .capture.worker import Recorder, RecordSettings
+    from .keys import load_signer
+    from .model import Location, RecordError, check_camera_id
+
+    if args.stamp:
+        raise UsageError("--stamp (burned-in date and time) is not supported by this build yet; "
+                         "record without it to keep the camera stream bit-exact")
+    try:
+        check_camera_id(args.camera_id)
+        location = Location.parse(args.location)
+    except RecordError as exc:
+        raise UsageError(str(exc)) from None
+    signer = load_signer(args.key)
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    settings = RecordSettings(args.source, args.camera_id, location, args.store,
+                              args.duration, args.fast, args.segment_seconds)
+    result = Recorder(settings, signer, stop=lambda: stopping).run()
+    print(f"recorded {result.frames} frames in {result.segments} segments, "
+          f"{result.checkpoints} signed checkpoints, {result.events} camera events")
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .keys import load_trusted
+    from .verify.load import inspect_path
+    from .verify.report import report_html, report_json, report_text
+
+    trust = load_trusted(args.trust)
+    report = inspect_path(args.path, trust, args.camera, args.media)
+    if args.report:
+        try:
+            args.report.write_text(report_html(report), encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write report {args.report}: {exc.strerror}") from None
+    if args.json:
+        print(json.dumps(report_json(report), indent=2, ensure_ascii=False))
+    else:
+        sys.stdout.write(report_text(report))
+    return EXIT_OK if report.authentic else EXIT_NOT_AUTHENTIC
+
+
+COMMANDS = {"keygen": _keygen, "record": _record, "verify": _verify}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="vidproof: %(message)s")
+    command = None
+    try:
+        args = build_parser().parse_args(argv)
+        command = args.command
+        return COMMANDS[command](args)
+    except Error as exc:
+        message = str(exc).replace("\n", " ")
+        print(f"vidproof: error: {message}", file=sys.stderr)
+        if command == "verify" and args.json and isinstance(exc, CouldNotVerify):
+            print(json.dumps({"verdict": "error", "error": message, "camera_ids": [],
+                              "frames": 0, "first_utc": None, "last_utc": None,
+                              "findings": []}))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("vidproof: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Frozen, self-validating evidence records.
+
+Every entry of an evidence log is one JSON object. Chain entries (context,
+frame, event) carry ``seq`` and ``prev``; checkpoints sign a chain head. The
+JSON shape of each is documented in docs/FORMAT.md; ``from_json`` refuses
+anything else, so a record cannot exist in an invalid state.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMAT = "vidproof/1"
+GENESIS = "0" * 64
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_CAMERA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+EVENT_KINDS = frozenset(
+    {"recorder_start", "recorder_stop", "camera_lost", "camera_back"}
+)
+
+
+class RecordError(ValueError):
+    """An evidence entry does not have the documented shape."""
+
+
+def check_camera_id(camera_id: str) -> str:
+    if not isinstance(camera_id, str) or not _CAMERA_ID.match(camera_id):
+        raise RecordError(
+            f"camera id {camera_id!r} is invalid: expected 1-64 characters from "
+            "A-Z a-z 0-9 . _ - starting with a letter or digit"
+        )
+    return camera_id
+
+
+def _get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in obj:
+        raise RecordError(f"{where}: field {key!r} is missing")
+    value = obj[key]
+    if isinstance(value, bool) and kind is int:
+        raise RecordError(f"{where}: field {key!r} must be an integer, got a boolean")
+    if not isinstance(value, kind):
+        raise RecordError(f"{where}: field {key!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _hex64(obj: dict[str, Any], key: str, where: str) -> str:
+    value: str = _get(obj, key, str, where)
+    if not _HEX64.match(value):
+        raise RecordError(f"{where}: field {key!r} is not a lowercase hex SHA-256")
+    return value
+
+
+def _opt_int(obj: dict[str, Any], key: str, where: str) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RecordError(f"{where}: field {key!r} must be an integer or null")
+    return value
+
+
+def _exact_keys(obj: dict[str, Any], keys: set[str], where: str) -> None:
+    extra = set(obj) - keys
+    if extra:
+        raise RecordError(f"{where}: unexpected fields {sorted(extra)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    label: str
+    lat: str
+    lon: str
+
+    @classmethod
+    def parse(cls, text: str) -> Location:
+        """Parse ``"LABEL;LAT,LON"``; coordinates are kept as the decimal text given."""
+        label, sep, coords = text.rpartition(";")
+        if not sep or not label.strip():
+            raise RecordError(f"location {text!r} is invalid: expected \"LABEL;LAT,LON\"")
+        lat, comma, lon = coords.partition(",")
+        try:
+            flat, flon = float(lat), float(lon)
+        except ValueError:
+            flat = flon = float("nan")
+        if not comma or not (-90 <= flat <= 90 and -180 <= flon <= 180):
+            raise RecordError(
+                f"location {text!r} is invalid: expected \"LABEL;LAT,LON\" with "
+                "latitude in [-90, 90] and longitude in [-180, 180]"
+            )
+        return cls(label.strip(), lat.strip(), lon.strip())
+
+    def to_json(self) -> dict[str, str]:
+        return {"label": self.label, "lat": self.lat, "lon": self.lon}
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.lat}, {self.lon})"
+
+
+@dataclass(frozen=True, slots=True)
+class ChainEntry:
+    """Fields every chain entry has."""
+
+    camera: str
+    seq: int
+    prev: str
+    utc_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContextRecord(ChainEntry):
+    context: dict[str, Any] = field(default_factory=dict)
+    type: str = "context"
+
+    @property
+    def location(self) -> Location:
+        loc = self.context["location"]
+        return Location(loc["label"], loc["lat"], loc["lon"])
+
+    @property
+    def key_id(self) -> str:
+        key_id: str = self.context["key"]["id"]
+        return key_id
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRecord(ChainEntry):
+    ctx: str = GENESIS
+    pts: int | None = None
+    dts: int | None = None
+    tb: tuple[int, int] = (1, 90000)
+    key: bool = False
+    digest: str = GENESIS
+    params: str = GENESIS
+    cam_utc_ns: int | None = None
+    type: str = "frame"
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord(ChainEntry):
+    ctx: str = GENESIS
+    event: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+    type: str = "event"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    camera: str
+    seq: int
+    head: str
+    prev_checkpoint: str
+    utc_ns: int
+    key: str
+    sig: str
+    alg: str = "Ed25519"
+    type: str = "checkpoint"
+
+    def signed_part(self) -> dict[str, Any]:
+        body = checkpoint_to_json(self)
+        del body["sig"]
+        return body
+
+
+Record = ContextRecord | FrameRecord | EventRecord
+Entry = Record | Checkpoint
+
+
+def record_to_json(rec: Entry) -> dict[str, Any]:
+    base: dict[str, Any] = {"v": FORMAT, "type": rec.type, "camera": rec.camera, "seq": rec.seq}
+    if isinstance(rec, Checkpoint):
+        return checkpoint_to_json(rec)
+    base.update(prev=rec.prev, utc_ns=rec.utc_ns)
+    if isinstance(rec, ContextRecord):
+        base["context"] = rec.context
+    elif isinstance(rec, FrameRecord):
+        base.update(
+            ctx=rec.ctx, pts=rec.pts, dts=rec.dts, tb=list(rec.tb), key=rec.key,
+            digest=rec.digest, params=rec.params, cam_utc_ns=rec.cam_utc_ns,
+        )
+    else:
+        base.update(ctx=rec.ctx, event=rec.event, detail=rec.detail)
+    return base
+
+
+def checkpoint_to_json(cp: Checkpoint) -> dict[str, Any]:
+    return {
+        "v": FORMAT, "type": "checkpoint", "camera": cp.camera, "seq": cp.seq, "head": cp.head,
+        "prev_checkpoint": cp.prev_checkpoint, "utc_ns": cp.utc_ns, "key": cp.key,
+        "alg": cp.alg, "sig": cp.sig,
+    }
+
+
+_COMMON = {"v", "type", "camera", "seq"}
+_KEYS = {
+    "context": _COMMON | {"prev", "utc_ns", "context"},
+    "frame": _COMMON | {"prev", "utc_ns", "ctx", "pts", "dts", "tb", "key", "digest",
+                        "params", "cam_utc_ns"},
+    "event": _COMMON | {"prev", "utc_ns", "ctx", "event", "detail"},
+    "checkpoint": _COMMON | {"head", "prev_checkpoint", "utc_ns", "key", "alg", "sig"},
+}
+
+
+def _check_context(ctx: dict[str, Any], where: str) -> None:
+    cam = _get(ctx, "camera_id", str, where + " context")
+    check_camera_id(cam)
+    loc = _get(ctx, "location", dict, where + " context")
+    for k in ("label", "lat", "lon"):
+        _get(loc, k, str, where + " context.location")
+    key = _get(ctx, "key", dict, where + " context")
+    _hex64(key, "id", where + " context.key")
+    _get(key, "alg", str, where + " context.key")
+
+
+def entry_from_json(obj: Any) -> Entry:
+    """Validate one parsed evidence line and build its record."""
+    if not isinstance(obj, dict):
+        raise RecordError("evidence entry is not a JSON object")
+    kind = obj.get("type")
+    if kind not in _KEYS:
+        raise RecordError(f"unknown entry type {kind!r}")
+    where = f"{kind} entry"
+    if obj.get("v") != FORMAT:
+        raise RecordError(f"{where}: format {obj.get('v')!r} is not {FORMAT!r}")
+    _exact_keys(obj, _KEYS[kind], where)
+    camera = check_camera_id(_get(obj, "camera", str, where))
+    seq = _get(obj, "seq", int, where)
+    if seq < 0:
+        raise RecordError(f"{where}: negative seq")
+    where = f"{kind} entry seq {seq}"
+    utc_ns = _get(obj, "utc_ns", int, where)
+    if kind == "checkpoint":
+        prev_cp = _get(obj, "prev_checkpoint", str, where)
+        if prev_cp != GENESIS:
+            _hex64(obj, "prev_checkpoint", where)
+        return Checkpoint(
+            camera, seq, _hex64(obj, "head", where), prev_cp, utc_ns,
+            _hex64(obj, "key", where), _get(obj, "sig", str, where), _get(obj, "alg", str, where),
+        )
+    prev = _hex64(obj, "prev", where)
+    if kind == "context":
+        ctx = _get(obj, "context", dict, where)
+        _check_context(ctx, where)
+        return ContextRecord(camera, seq, prev, utc_ns, ctx)
+    ctx_hash = _hex64(obj, "ctx", where)
+    if kind == "event":
+        event = _get(obj, "event", str, where)
+        if event not in EVENT_KINDS:
+            raise RecordError(f"{where}: unknown event {event!r}")
+        return EventRecord(camera, seq, prev, utc_ns, ctx_hash, event,
+                           _get(obj, "detail", dict, where))
+    tb = _get(obj, "tb", list, where)
+    if len(tb) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0
+                               for x in tb):
+        raise RecordError(f"{where}: field 'tb' must be [num, den] with positive integers")
+    return FrameRecord(
+        camera, seq, prev, utc_ns, ctx_hash, _opt_int(obj, "pts", where),
+        _opt_int(obj, "dts", where), (tb[0], tb[1]), _get(obj, "key", bool, where),
+        _hex64(obj, "digest", where), _hex64(obj, "params", where),
+        _opt_int(obj, "cam_utc_ns", where),
+    )

@@ -1,0 +1,217 @@
+"""On-disk store: per camera, MPEG-TS media segments and an append-only evidence log.
+
+Layout::
+
+    STORE/<camera>/evidence.jsonl        one canonical JSON entry per line
+    STORE/<camera>/segments/000001.ts    GOP-aligned segments, coded frames as received
+    STORE/<camera>/crash/tail-000001.jsonl  unsigned entries moved aside after a crash
+
+MPEG-TS is used for segments because its muxer writes every packet as it comes:
+with ``flush_packets`` and an fsync, the coded frames of a checkpoint are on disk
+before the checkpoint is written. A segment cut short by a crash stays readable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import av
+
+from .canonical import canonical_bytes, entry_hash, sha256_hex
+from .model import GENESIS, check_camera_id
+
+EVIDENCE = "evidence.jsonl"
+SEGMENTS = "segments"
+CRASH = "crash"
+SEGMENT_SUFFIX = ".ts"
+
+
+def camera_dir(store: Path, camera_id: str) -> Path:
+    return store / check_camera_id(camera_id)
+
+
+def list_cameras(store: Path) -> list[str]:
+    if not store.is_dir():
+        return []
+    return sorted(p.name for p in store.iterdir() if (p / EVIDENCE).is_file())
+
+
+def list_segments(cam_dir: Path) -> list[Path]:
+    seg_dir = cam_dir / SEGMENTS
+    if not seg_dir.is_dir():
+        return []
+    return sorted(p for p in seg_dir.iterdir() if p.suffix == SEGMENT_SUFFIX)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class EvidenceWriter:
+    """Appends canonical JSON lines; ``sync`` makes them durable."""
+
+    def __init__(self, path: Path) -> None:
+        existed = path.exists()
+        self.path = path
+        self._file = open(path, "ab")  # noqa: SIM115 - lives as long as the writer
+        if not existed:
+            _fsync_dir(path.parent)
+
+    def append(self, entry: dict[str, Any]) -> str:
+        data = canonical_bytes(entry)
+        self._file.write(data + b"\n")
+        return sha256_hex(data)
+
+    def sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self.sync()
+        self._file.close()
+
+
+class SegmentWriter:
+    """Muxes coded packets, unchanged, into one MPEG-TS segment."""
+
+    def __init__(self, path: Path, template: av.video.stream.VideoStream | None,
+                 codec: str, time_base: Fraction) -> None:
+        self.path = path
+        self._file: BinaryIO = open(path, "xb")  # noqa: SIM115
+        self._out = av.open(self._file, "w", format="mpegts", options={"flush_packets": "1"})
+        if template is not None:
+            self._stream = self._out.add_stream_from_template(template)
+        else:
+            self._stream = self._out.add_mux_stream(codec)
+        self._stream.time_base = time_base
+        self.frames = 0
+        self.first_utc_ns: int | None = None
+        _fsync_dir(path.parent)
+
+    def write(self, data: bytes, pts: int | None, dts: int | None, time_base: Fraction,
+              keyframe: bool) -> None:
+        packet = av.Packet(data)
+        packet.pts, packet.dts, packet.time_base = pts, dts, time_base
+        packet.is_keyframe = keyframe
+        packet.stream = self._stream
+        self._out.mux(packet)
+        self.frames += 1
+
+    def sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        try:
+            self._out.close()
+        finally:
+            self.sync()
+            self._file.close()
+
+
+def next_segment_path(cam_dir: Path) -> Path:
+    seg_dir = cam_dir / SEGMENTS
+    seg_dir.mkdir(parents=True, exist_ok=True)
+    existing = list_segments(cam_dir)
+    index = int(existing[-1].stem) + 1 if existing else 1
+    return seg_dir / f"{index:06d}{SEGMENT_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class ChainState:
+    """Where a camera's chain stands after its last checkpoint."""
+
+    next_seq: int
+    head: str
+    last_checkpoint: str
+    previous_run: str  # "none", "clean" or "interrupted"
+    unsigned_entries: int = 0
+    unsigned_file: str | None = None
+    unsigned_sha256: str | None = None
+    open_segment: str | None = None
+
+
+def _iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Yield (offset after line, line) for complete lines; a torn last line is skipped."""
+    offset = 0
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                return
+            offset += len(line)
+            yield offset, line
+
+
+def recover(cam_dir: Path) -> ChainState:
+    """Find the chain head signed by the last checkpoint; move any unsigned tail aside.
+
+    Entries after the last checkpoint were never signed. They are moved, bytes
+    unchanged, to ``crash/tail-N.jsonl`` (nothing is deleted), and the evidence
+    log is cut back to its last checkpoint so the chain continues from there.
+    """
+    log = cam_dir / EVIDENCE
+    if not log.exists() or log.stat().st_size == 0:
+        return ChainState(0, GENESIS, GENESIS, "none")
+    cut = 0
+    checkpoint: dict[str, Any] | None = None
+    last_signed_event: str | None = None
+    pending_event: str | None = None
+    for offset, line in _iter_lines(log):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            break
+        if entry.get("type") == "checkpoint":
+            checkpoint, cut = entry, offset
+            last_signed_event = pending_event
+        elif entry.get("type") == "event":
+            pending_event = entry.get("event")
+        else:
+            pending_event = None
+    size = log.stat().st_size
+    tail_file = tail_sha = None
+    unsigned = 0
+    if size > cut:
+        with open(log, "rb") as f:
+            f.seek(cut)
+            tail = f.read()
+        unsigned = tail.count(b"\n") + (0 if tail.endswith(b"\n") else 1)
+        crash_dir = cam_dir / CRASH
+        crash_dir.mkdir(exist_ok=True)
+        index = len(list(crash_dir.glob("tail-*.jsonl"))) + 1
+        tail_path = crash_dir / f"tail-{index:06d}.jsonl"
+        with open(tail_path, "xb") as f:
+            f.write(tail)
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_dir(crash_dir)
+        with open(log, "r+b") as f:
+            f.truncate(cut)
+            os.fsync(f.fileno())
+        tail_file, tail_sha = f"{CRASH}/{tail_path.name}", sha256_hex(tail)
+    segments = list_segments(cam_dir)
+    if checkpoint is None:
+        # Nothing was ever signed: start a fresh chain, keeping the old entries aside.
+        return ChainState(0, GENESIS, GENESIS, "interrupted", unsigned, tail_file, tail_sha,
+                          segments[-1].name if segments else None)
+    clean = last_signed_event == "recorder_stop" and unsigned == 0
+    return ChainState(
+        next_seq=int(checkpoint["seq"]) + 1,
+        head=str(checkpoint["head"]),
+        last_checkpoint=entry_hash(checkpoint),
+        previous_run="clean" if clean else "interrupted",
+        unsigned_entries=unsigned,
+        unsigned_file=tail_file,
+        unsigned_sha256=tail_sha,
+        open_segment=None if clean or not segments else segments[-1].name,
+    )

@@ -1,0 +1,156 @@
+"""Loaders: read a store (or bundle) from disk and feed the pure core.
+
+The only module of the verifier that touches files. It never imports capture code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import av
+
+from ..digest import SUPPORTED_CODECS, BitstreamError, FrameHasher
+from ..errors import CouldNotVerify, EvidenceError, UsageError
+from ..keys import TrustedKey
+from ..model import check_camera_id
+from .core import (
+    ERROR,
+    CameraReport,
+    Finding,
+    MediaProblem,
+    ObservedFrame,
+    ParsedLine,
+    Report,
+    inspect_camera,
+)
+
+MAX_LINE = 1 << 20
+MAX_EVIDENCE_BYTES = 8 << 30
+EVIDENCE = "evidence.jsonl"
+
+
+def read_evidence(path: Path) -> list[ParsedLine]:
+    """Parse an evidence log; a line that is not JSON becomes a finding, not an exception."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_EVIDENCE_BYTES:
+            raise CouldNotVerify(f"{path} is {size} bytes, over the {MAX_EVIDENCE_BYTES} limit")
+        f = open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise CouldNotVerify(f"cannot read {path}: {exc.strerror}") from None
+    lines: list[ParsedLine] = []
+    with f:
+        for n, raw in enumerate(f, start=1):
+            if len(raw) > MAX_LINE:
+                lines.append(ParsedLine(n, None, f"line longer than {MAX_LINE} bytes"))
+                continue
+            if not raw.endswith(b"\n"):
+                lines.append(ParsedLine(n, None, "last line is cut short (no newline)"))
+                continue
+            try:
+                lines.append(ParsedLine(n, json.loads(raw)))
+            except (ValueError, RecursionError) as exc:
+                lines.append(ParsedLine(n, None, f"not valid JSON ({exc})"))
+    if lines and all(pl.error is not None or not isinstance(pl.value, dict) for pl in lines):
+        raise CouldNotVerify(f"{path} is not a vidproof evidence log (no line is a JSON object)")
+    return lines
+
+
+def read_media(paths: Sequence[Path]) -> tuple[list[ObservedFrame], list[MediaProblem]]:
+    """Demux each media file and digest every access unit, in order."""
+    observed: list[ObservedFrame] = []
+    problems: list[MediaProblem] = []
+    for path in paths:
+        name = path.name
+        try:
+            container = av.open(str(path))
+        except (av.FFmpegError, OSError) as exc:
+            problems.append(MediaProblem(name, f"not readable as media ({exc})", 0))
+            continue
+        count = 0
+        with container:
+            if not container.streams.video:
+                problems.append(MediaProblem(name, "no video stream", 0))
+                continue
+            stream = container.streams.video[0]
+            cc = stream.codec_context
+            if cc.name not in SUPPORTED_CODECS:
+                problems.append(MediaProblem(name, f"codec {cc.name} is not H.264/H.265", 0))
+                continue
+            try:
+                hasher = FrameHasher(cc.name, bytes(cc.extradata) if cc.extradata else None)
+                for packet in container.demux(stream):
+                    if packet.size == 0:
+                        continue
+                    data = bytes(packet)
+                    try:
+                        fd = hasher.digest(data)
+                        digest, params = fd.digest, fd.params
+                    except BitstreamError:
+                        from ..canonical import sha256_hex
+
+                        digest, params = "malformed:" + sha256_hex(data), hasher.params_digest
+                    observed.append(ObservedFrame(name, count, digest, params, packet.pts,
+                                                  packet.time_base, packet.is_keyframe))
+                    count += 1
+            except (av.FFmpegError, BitstreamError) as exc:
+                problems.append(MediaProblem(name, str(exc), count))
+    return observed, problems
+
+
+def _camera_dirs(store: Path, camera: str | None) -> list[Path]:
+    if camera is not None:
+        try:
+            check_camera_id(camera)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        d = store / camera
+        if not (d / EVIDENCE).is_file():
+            raise UsageError(f"camera {camera!r} has no evidence in {store}")
+        return [d]
+    dirs = sorted(p for p in store.iterdir() if (p / EVIDENCE).is_file())
+    if not dirs:
+        raise CouldNotVerify(
+            f"{store} is not a vidproof store or bundle: expected <camera>/evidence.jsonl"
+        )
+    return dirs
+
+
+def inspect_store(store: Path, trust: TrustedKey, camera: str | None = None) -> Report:
+    cameras: list[CameraReport] = []
+    findings: list[Finding] = []
+    for cam_dir in _camera_dirs(store, camera):
+        lines = read_evidence(cam_dir / EVIDENCE)
+        seg_dir = cam_dir / "segments"
+        segments = sorted(seg_dir.glob("*.ts")) if seg_dir.is_dir() else []
+        observed, problems = read_media(segments)
+        rep, found = inspect_camera(cam_dir.name, lines, observed, problems, trust.key_id,
+                                    lambda sig, data: trust.verify(sig, data))
+        cameras.append(rep)
+        findings.extend(found)
+    return Report(tuple(cameras), tuple(findings))
+
+
+def inspect_path(path: Path, trust: TrustedKey, camera: str | None = None,
+                 media: Path | None = None) -> Report:
+    """Verify a store directory; returns the report (never raises on bad evidence)."""
+    if not path.exists():
+        raise UsageError(f"{path} does not exist; expected a store directory or a bundle")
+    if path.is_dir():
+        if media is not None:
+            raise UsageError("--media checks a copy against an export bundle, not a store")
+        return inspect_store(path, trust, camera)
+    raise CouldNotVerify(f"{path} is not a store directory; expected a store or an export bundle")
+
+
+def verify_path(path: Path, trust: TrustedKey, camera: str | None = None,
+                media: Path | None = None) -> Report:
+    """Like :func:`inspect_path`, but raises :class:`EvidenceError` unless authentic."""
+    report = inspect_path(path, trust, camera, media)
+    if not report.authentic:
+        errors = [f for f in report.findings if f.severity == ERROR]
+        first = errors[0].message if errors else "evidence is incomplete or unsigned"
+        raise EvidenceError(f"not authentic: {first}", report)
+    return report
