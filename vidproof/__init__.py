@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from .errors import CouldNotVerify, EvidenceError, Error, SourceError, UsageError  # noqa: E402
+from .errors import CouldNotVerify, Error, EvidenceError, SourceError, UsageError  # noqa: E402
 
 __all__ = ["CouldNotVerify", "Error", "EvidenceError", "SourceError", "UsageError", "__version__"]

@@ -89,10 +89,8 @@ class SegmentWriter:
         self.path = path
         self._file: BinaryIO = open(path, "xb")  # noqa: SIM115
         self._out = av.open(self._file, "w", format="mpegts", options={"flush_packets": "1"})
-        if template is not None:
-            self._stream = self._out.add_stream_from_template(template)
-        else:
-            self._stream = self._out.add_mux_stream(codec)
+        self._stream: Any = (self._out.add_stream_from_template(template)
+                             if template is not None else self._out.add_mux_stream(codec))
         self._stream.time_base = time_base
         self.frames = 0
         self.first_utc_ns: int | None = None

@@ -134,8 +134,9 @@ def testsrc(spec: str, *, fast: bool, duration: float | None, clock: Clock) -> I
     count = 0
     ticks = 90000 // fps if 90000 % fps == 0 else None
 
-    def emit(packets: list[av.Packet]) -> Iterator[CodedFrame]:
+    def emit(packets: list[Any]) -> Iterator[CodedFrame]:
         for p in packets:
+            assert p.pts is not None
             pts = round(p.pts * 90000 / fps) if ticks is None else p.pts * ticks
             utc, _ = pacer.utc_ns(pts / 90000)
             yield CodedFrame(bytes(p), pts, pts, time_base, p.is_keyframe, utc)
@@ -163,6 +164,12 @@ def _stream_info(stream: Any, description: str, clock: str, skipped: int = 0) ->
     )
 
 
+def _time_base(stream: Any, what: str) -> Fraction:
+    if stream.time_base is None:
+        raise SourceError(f"{what}: the video stream has no time base")
+    return Fraction(stream.time_base)
+
+
 def _open_error(what: str, exc: Exception) -> SourceError:
     text = getattr(exc, "strerror", None) or str(exc)
     return SourceError(f"cannot open {what}: {text}")
@@ -183,7 +190,7 @@ def media_file(path: str, *, fast: bool, duration: float | None,
         stream = container.streams.video[0]
         yield _stream_info(stream, Path(path).name, "media")
         pacer = Pacer(fast, clock)
-        tb = stream.time_base
+        tb = _time_base(stream, path)
         try:
             for packet in container.demux(stream):
                 if packet.size == 0:
@@ -239,7 +246,7 @@ def rtsp(url: str, *, duration: float | None, clock: Clock, connect_timeout: flo
             if not container.streams.video:
                 raise SourceError(f"{safe} has no video stream")
             stream = container.streams.video[0]
-            tb = stream.time_base
+            tb = _time_base(stream, safe)
             skipped = 0
             announced = False
             for packet in container.demux(stream):

@@ -387,7 +387,7 @@ def _check_media(fx: _Findings, frames: Sequence[FrameRecord],
     frames_by_seq = {f.seq: f for f in frames}
     last_signed_frame = max((f.seq for f in frames if f.seq <= signed_upto), default=-1)
     ops = matcher.get_opcodes()
-    for tag, i1, i2, j1, j2 in ops:
+    for tag, i1, i2, j1, _j2 in ops:
         if tag == "equal":
             for k in range(i2 - i1):
                 rec, obs = frames[i1 + k], observed[j1 + k]

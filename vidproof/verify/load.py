@@ -118,14 +118,26 @@ def _camera_dirs(store: Path, camera: str | None) -> list[Path]:
     return dirs
 
 
-def inspect_store(store: Path, trust: TrustedKey, camera: str | None = None) -> Report:
+def inspect_store(store: Path, trust: TrustedKey, camera: str | None = None,
+                  media: Path | None = None) -> Report:
+    """Verify every camera of a store (or one). With ``media``, that file, a copy of
+    the camera's whole recording in any container, is checked instead of the segments."""
     cameras: list[CameraReport] = []
     findings: list[Finding] = []
-    for cam_dir in _camera_dirs(store, camera):
+    cam_dirs = _camera_dirs(store, camera)
+    if media is not None:
+        if len(cam_dirs) != 1:
+            raise UsageError("--media needs --camera when the store holds several cameras")
+        if not media.is_file():
+            raise UsageError(f"media file {media} does not exist")
+    for cam_dir in cam_dirs:
         lines = read_evidence(cam_dir / EVIDENCE)
         seg_dir = cam_dir / "segments"
         segments = sorted(seg_dir.glob("*.ts")) if seg_dir.is_dir() else []
-        observed, problems = read_media(segments)
+        observed, problems = read_media([media] if media is not None else segments)
+        if media is not None and not observed:
+            raise CouldNotVerify(f"{media}: no H.264/H.265 video could be read "
+                                 f"({problems[0].message if problems else 'empty'})")
         rep, found = inspect_camera(cam_dir.name, lines, observed, problems, trust.key_id,
                                     lambda sig, data: trust.verify(sig, data))
         cameras.append(rep)
@@ -139,9 +151,7 @@ def inspect_path(path: Path, trust: TrustedKey, camera: str | None = None,
     if not path.exists():
         raise UsageError(f"{path} does not exist; expected a store directory or a bundle")
     if path.is_dir():
-        if media is not None:
-            raise UsageError("--media checks a copy against an export bundle, not a store")
-        return inspect_store(path, trust, camera)
+        return inspect_store(path, trust, camera, media)
     raise CouldNotVerify(f"{path} is not a store directory; expected a store or an export bundle")
 
 
