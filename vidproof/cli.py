@@ -57,6 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--stamp", action="store_true", help="burn in date, time and location")
     r.add_argument("--segment-seconds", type=_positive, default=60.0)
 
+    x = sub.add_parser("export", help="export a certified clip of a camera and time range")
+    x.add_argument("--store", required=True, type=Path)
+    x.add_argument("--camera", required=True)
+    x.add_argument("--from", dest="start", required=True, help="ISO 8601, e.g. 2026-11-26T14:00:00Z")
+    x.add_argument("--to", dest="end", required=True, help="ISO 8601")
+    x.add_argument("--out", required=True, type=Path, help="the bundle, BUNDLE.zip")
+    x.add_argument("--case", required=True)
+    x.add_argument("--officer", required=True, help="who exports (written to the export log)")
+    x.add_argument("--reason", default="")
+    x.add_argument("--key", type=Path,
+                   help="recorder key that signs the export log (default: the key the store "
+                        "was recorded with, from STORE/recorder.json)")
+    x.add_argument("--timezone", help="local time zone shown beside UTC (default: this machine's)")
+
     v = sub.add_parser("verify", help="verify a store or an export bundle, offline")
     v.add_argument("path", type=Path)
     v.add_argument("--trust", required=True, type=Path, help="public key or CA certificate PEM")
@@ -79,6 +93,7 @@ def _record(args: argparse.Namespace) -> int:
     from .capture.worker import Recorder, RecordSettings
     from .keys import load_signer
     from .model import Location, RecordError, check_camera_id
+    from .store import remember_recorder_key
 
     if args.stamp:
         raise UsageError("--stamp (burned-in date and time) is not supported by this build yet; "
@@ -97,11 +112,32 @@ def _record(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    remember_recorder_key(args.store, args.key)
     settings = RecordSettings(args.source, args.camera_id, location, args.store,
                               args.duration, args.fast, args.segment_seconds)
     result = Recorder(settings, signer, stop=lambda: stopping).run()
     print(f"recorded {result.frames} frames in {result.segments} segments, "
           f"{result.checkpoints} signed checkpoints, {result.events} camera events")
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    import time
+
+    from .export import ExportRequest, export, iso_ns, parse_time
+    from .keys import load_signer
+    from .store import recorder_key_path
+
+    key = args.key or recorder_key_path(args.store)
+    if key is None:
+        raise UsageError(f"no --key given and {args.store}/recorder.json names no recorder key")
+    req = ExportRequest(args.store, args.camera, parse_time(args.start, "--from"),
+                        parse_time(args.end, "--to"), args.out, args.case, args.officer,
+                        args.reason, args.timezone)
+    result = export(req, load_signer(key), time.time_ns())
+    print(f"exported {result.frames} frames, {iso_ns(result.first_utc_ns)} to "
+          f"{iso_ns(result.last_utc_ns)}, to {result.bundle} (verification at export: "
+          f"{result.verdict})")
     return EXIT_OK
 
 
@@ -124,7 +160,7 @@ def _verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.authentic else EXIT_NOT_AUTHENTIC
 
 
-COMMANDS = {"keygen": _keygen, "record": _record, "verify": _verify}
+COMMANDS = {"keygen": _keygen, "record": _record, "export": _export, "verify": _verify}
 
 
 def main(argv: list[str] | None = None) -> int:

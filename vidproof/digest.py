@@ -151,8 +151,14 @@ class FrameHasher:
         return self._params_digest
 
     def nal_units(self, data: bytes) -> list[bytes]:
-        if self.length_size is not None and not is_annexb(data):
-            return split_length_prefixed(data, self.length_size)
+        if self.length_size is not None and data[:4] != b"\x00\x00\x00\x01":
+            # A 4-byte length of 256..511 starts with 00 00 01 too: with avcC/hvcC
+            # extradata, length prefixes come first; Annex B only if they do not fit.
+            try:
+                return split_length_prefixed(data, self.length_size)
+            except BitstreamError:
+                if not is_annexb(data):
+                    raise
         if is_annexb(data):
             return split_annexb(data)
         return split_length_prefixed(data, self.length_size or 4)

@@ -49,6 +49,24 @@ def list_segments(cam_dir: Path) -> list[Path]:
     return sorted(p for p in seg_dir.iterdir() if p.suffix == SEGMENT_SUFFIX)
 
 
+RECORDER_JSON = "recorder.json"
+
+
+def remember_recorder_key(store: Path, key: Path) -> None:
+    """Note, in STORE/recorder.json, where the recorder's key is (the path, never the key)."""
+    store.mkdir(parents=True, exist_ok=True)
+    path = store / RECORDER_JSON
+    path.write_text(json.dumps({"key": str(key.resolve())}, indent=1) + "\n")
+
+
+def recorder_key_path(store: Path) -> Path | None:
+    try:
+        key = json.loads((store / RECORDER_JSON).read_text()).get("key")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(key) if isinstance(key, str) else None
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -70,9 +70,11 @@ class ParsedLine:
 
 @dataclass(frozen=True)
 class Anchor:
-    """The checkpoint just before an exported clip: where its chain starts."""
+    """Where an exported clip's chain starts: the signed checkpoint just before its
+    first entry, and the context records in force that precede that checkpoint."""
 
     checkpoint: dict[str, Any]
+    contexts: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass
@@ -141,6 +143,17 @@ def _ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
         else:
             out.append((s, s))
     return out
+
+
+def _note_context(rep: CameraReport, rec: ContextRecord) -> None:
+    c = rec.context
+    if c["location"] not in rep.locations:
+        rep.locations.append(dict(c["location"]))
+    if rec.key_id not in rep.key_ids:
+        rep.key_ids.append(rec.key_id)
+    stream = c.get("stream")
+    if isinstance(stream, dict) and stream not in rep.streams:
+        rep.streams.append(stream)
 
 
 def inspect_camera(
@@ -218,7 +231,18 @@ def inspect_camera(
                    prev_rec.utc_ns if prev_rec else rec.utc_ns, rec.utc_ns)
         expected_prev, expected_seq, prev_rec = hashes[i], rec.seq + 1, rec
 
-    # Step 3: the context in force.
+    # Step 3: the context in force. A clip's first entries may refer to a context
+    # recorded before its anchor: the bundle carries it, matched here by hash.
+    anchor_contexts: dict[str, ContextRecord] = {}
+    for raw_ctx in anchor.contexts if anchor is not None else ():
+        try:
+            actx = entry_from_json(raw_ctx)
+            h = sha256_hex(canonical_bytes(raw_ctx))
+        except (RecordError, CanonicalError) as exc:
+            fx.add("malformed_entry", ERROR, f"context carried with the clip: {exc}")
+            continue
+        if isinstance(actx, ContextRecord) and actx.camera == camera:
+            anchor_contexts[h] = actx
     ctx_hash: str | None = None
     ctx_rec: ContextRecord | None = None
     frames: list[FrameRecord] = []
@@ -229,17 +253,12 @@ def inspect_camera(
             if c["camera_id"] != camera:
                 fx.add("context_mismatch", ERROR,
                        f"context at seq {rec.seq} names camera {c['camera_id']!r}", rec.seq)
-            if c["location"] not in rep.locations:
-                rep.locations.append(dict(c["location"]))
-            if rec.key_id not in rep.key_ids:
-                rep.key_ids.append(rec.key_id)
-            stream = c.get("stream")
-            if isinstance(stream, dict) and stream not in rep.streams:
-                rep.streams.append(stream)
+            _note_context(rep, rec)
             continue
         assert isinstance(rec, FrameRecord | EventRecord)
-        if ctx_hash is None and anchor is not None and "context" in anchor.checkpoint:
-            ctx_hash = str(anchor.checkpoint["context"])
+        if ctx_hash is None and rec.ctx in anchor_contexts:
+            ctx_hash = rec.ctx
+            _note_context(rep, anchor_contexts[rec.ctx])
         if rec.ctx != ctx_hash:
             fx.add("context_mismatch", ERROR,
                    f"entry seq {rec.seq} refers to a context that is not the one in force",
@@ -254,9 +273,19 @@ def inspect_camera(
     # Step 4: checkpoints: trusted key, valid signature, head on the chain.
     signed_upto = -1
     prev_cp: str | None = None if anchor is not None else GENESIS
+    cp_list = list(checkpoints)
     if anchor is not None:
-        prev_cp = sha256_hex(canonical_bytes(anchor.checkpoint))
-    for cp, cp_hash, raw in checkpoints:
+        prev_cp = None
+        try:
+            acp = entry_from_json(anchor.checkpoint)
+            if not isinstance(acp, Checkpoint) or acp.camera != camera:
+                raise RecordError("the anchor is not a checkpoint of this camera")
+            cp_list.insert(0, (acp, sha256_hex(canonical_bytes(anchor.checkpoint)),
+                               anchor.checkpoint))
+        except (RecordError, CanonicalError) as exc:
+            fx.add("anchor_invalid", ERROR, f"the clip's starting checkpoint is invalid: {exc}")
+    for cp, cp_hash, raw in cp_list:
+        is_anchor = anchor is not None and raw is anchor.checkpoint
         body = {k: v for k, v in raw.items() if k != "sig"}
         ok = True
         if cp.key != trusted_key_id:
@@ -279,6 +308,8 @@ def inspect_camera(
                    f"checkpoint at seq {cp.seq} does not follow the previous checkpoint "
                    "(a checkpoint was removed, reordered or altered)", cp.seq)
         prev_cp = cp_hash
+        if is_anchor:
+            continue  # its head is where the clip's chain starts (step 2)
         idx = by_seq.get(cp.seq)
         if idx is None:
             fx.add("checkpoint_mismatch", ERROR,
@@ -367,13 +398,15 @@ def _check_media(fx: _Findings, frames: Sequence[FrameRecord],
             where = f"{o.segment} frame {o.index}"
             near = after.seq if after is not None else None
             near_utc = after.utc_ns if after is not None else None
-            if o.digest in rec_set:
-                fx.add("frame_duplicated", ERROR,
-                       f"{where} repeats a recorded frame out of place", near,
-                       first_utc=near_utc)
-            elif o.segment in interrupted and o.index > last_signed_obs.get(o.segment, -1):
+            # A crashed segment's frames after its last signed one are explained by the
+            # signed recorder_start event, even when a frame repeats an earlier picture.
+            if o.segment in interrupted and o.index > last_signed_obs.get(o.segment, -1):
                 fx.add("unsigned_frames", WARNING,
                        f"{where} was written before a crash and never signed", near,
+                       first_utc=near_utc)
+            elif o.digest in rec_set:
+                fx.add("frame_duplicated", ERROR,
+                       f"{where} repeats a recorded frame out of place", near,
                        first_utc=near_utc)
             elif tail and (after is None or after.seq >= last_signed_frame):
                 fx.add("unsigned_frames", WARNING,

@@ -150,9 +150,13 @@ def inspect_path(path: Path, trust: TrustedKey, camera: str | None = None,
     """Verify a store directory; returns the report (never raises on bad evidence)."""
     if not path.exists():
         raise UsageError(f"{path} does not exist; expected a store directory or a bundle")
+    from .bundle import inspect_bundle, is_bundle
+
+    if is_bundle(path):
+        return inspect_bundle(path, trust, media)
     if path.is_dir():
         return inspect_store(path, trust, camera, media)
-    raise CouldNotVerify(f"{path} is not a store directory; expected a store or an export bundle")
+    raise CouldNotVerify(f"{path} is neither a store directory nor an export bundle (.zip)")
 
 
 def verify_path(path: Path, trust: TrustedKey, camera: str | None = None,

@@ -1,0 +1,404 @@
+"""Certified clip export: a GOP-aligned cut, never re-encoded, into a flat bundle.
+
+The bundle (DESIGN.md section 3) holds ``clip.mp4`` (the recorded coded frames and
+a mov_text subtitle track with each frame's date, time, camera and location),
+``evidence.json`` (everything needed to verify offline), ``report.html`` (and
+``report.pdf`` when Chromium is there to print it), ``player.html`` and
+``SHA256SUMS``.
+
+The cut starts at a keyframe and ends at a checkpoint: the checkpoint just
+before the first keyframe (the *anchor*) and the first checkpoint at or after the
+last frame (the *end*) are both in the evidence, so no frame at either end can be
+removed unnoticed. Export only reads the store, so recording goes on meanwhile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from . import __version__
+from .canonical import canonical_bytes, entry_hash, sha256_hex
+from .digest import SUPPORTED_CODECS, BitstreamError, FrameHasher
+from .errors import UsageError
+from .journal import Journal
+from .keys import Signer, public_pem
+from .model import FORMAT, RecordError, check_camera_id, entry_from_json
+from .store import EVIDENCE, list_segments
+
+BUNDLE_FORMAT = "vidproof-bundle/1"
+CLIP, EVIDENCE_JSON, REPORT_HTML, REPORT_PDF = "clip.mp4", "evidence.json", "report.html", "report.pdf"
+PLAYER_HTML, SUMS = "player.html", "SHA256SUMS"
+_TEMPLATE = Path(__file__).parent / "data" / "movtext-template.mp4"
+
+
+def parse_time(text: str, what: str) -> datetime:
+    """Parse an ISO 8601 date-time; a time without offset is refused (ambiguous)."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{what} {text!r} is not an ISO 8601 date-time; expected e.g. "
+                         "2026-11-26T14:00:00Z") from None
+    if value.tzinfo is None:
+        raise UsageError(f"{what} {text!r} has no UTC offset; add Z or +01:00")
+    return value
+
+
+def to_ns(value: datetime) -> int:
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+
+
+def iso_ns(ns: int, tz: tzinfo = UTC) -> str:
+    dt = datetime.fromtimestamp(ns // 10**9, tz=tz)
+    ms = (ns % 10**9) // 10**6
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}"
+    return text + ("Z" if tz is UTC else dt.strftime("%z")[:3] + ":" + dt.strftime("%z")[3:])
+
+
+@dataclass
+class _Camera:
+    """A camera's evidence, parsed: chain entries by seq, and checkpoints in order."""
+
+    entries: dict[int, dict[str, Any]] = field(default_factory=dict)
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    contexts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _load_camera(cam_dir: Path) -> _Camera:
+    cam = _Camera()
+    with open(cam_dir / EVIDENCE, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            if not raw.endswith(b"\n"):
+                break  # being written by the recorder right now
+            try:
+                obj = json.loads(raw)
+                entry = entry_from_json(obj)
+            except (ValueError, RecordError) as exc:
+                raise UsageError(f"{cam_dir / EVIDENCE} line {n} is damaged ({exc}); "
+                                 "run vidproof verify on the store") from None
+            if obj["type"] == "checkpoint":
+                cam.checkpoints.append(obj)
+            else:
+                cam.entries[entry.seq] = obj
+                if obj["type"] == "context":
+                    cam.contexts[entry_hash(obj)] = obj
+    return cam
+
+
+@dataclass(frozen=True)
+class Selection:
+    anchor: dict[str, Any]
+    end: dict[str, Any]
+    entries: list[dict[str, Any]]  # chain entries anchor.seq+1 .. end.seq
+    frames: list[dict[str, Any]]
+    contexts: list[dict[str, Any]]  # contexts in force that precede the anchor
+    trimmed: bool  # the requested end was not signed yet; cut at the last checkpoint
+
+
+def select(cam: _Camera, start_ns: int, end_ns: int) -> Selection:
+    frames = [e for _, e in sorted(cam.entries.items()) if e["type"] == "frame"]
+    wanted = [i for i, f in enumerate(frames) if start_ns <= f["utc_ns"] <= end_ns]
+    if not wanted:
+        raise UsageError("no recorded footage in that time range")
+    first = wanted[0]
+    while first > 0 and not frames[first]["key"]:
+        first -= 1
+    if not frames[first]["key"]:
+        raise UsageError("no keyframe at or before the start of the range: cannot cut there "
+                         "without re-encoding")
+    first_seq, last_seq = frames[first]["seq"], frames[wanted[-1]]["seq"]
+    anchors = [c for c in cam.checkpoints if c["seq"] < first_seq]
+    if not anchors:
+        raise UsageError("no signed checkpoint precedes the range")
+    anchor = anchors[-1]
+    ends = [c for c in cam.checkpoints if c["seq"] >= last_seq]
+    trimmed = not ends
+    if trimmed:
+        signed = [c for c in cam.checkpoints if c["seq"] >= first_seq]
+        if not signed:
+            raise UsageError("the footage in that range is not signed yet; retry in a few seconds")
+        end = signed[-1]
+    else:
+        end = ends[0]
+    seqs = range(anchor["seq"] + 1, end["seq"] + 1)
+    missing = [s for s in seqs if s not in cam.entries]
+    if missing:
+        raise UsageError(f"evidence entries seq {missing[0]}.. are missing from the store; "
+                         "run vidproof verify on the store")
+    entries = [cam.entries[s] for s in seqs]
+    chosen = [e for e in entries if e["type"] == "frame"]
+    if not chosen:
+        raise UsageError("no signed frame in that time range")
+    in_range = {entry_hash(e) for e in entries if e["type"] == "context"}
+    needed = {e["ctx"] for e in entries if e["type"] != "context"} - in_range
+    contexts = [cam.contexts[h] for h in sorted(needed) if h in cam.contexts]
+    return Selection(anchor, end, entries, chosen, contexts, trimmed)
+
+
+def _segment_first_digest(path: Path) -> str | None:
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            cc = s.codec_context
+            hasher = FrameHasher(cc.name, bytes(cc.extradata) if cc.extradata else None)
+            for p in c.demux(s):
+                if p.size:
+                    return hasher.digest(bytes(p)).digest
+    except (av.FFmpegError, OSError, IndexError, BitstreamError):
+        return None
+    return None
+
+
+@dataclass
+class _Packet:
+    data: bytes
+    pts: int | None
+    dts: int | None
+    time_base: Fraction
+    keyframe: bool
+
+
+def _iter_frames(cam_dir: Path, sel: Selection) -> Iterator[tuple[_Packet, Any]]:
+    """The recorded packets of the selection, in order, with the stream they come from."""
+    seq_of = {f["digest"]: f["seq"] for f in sel.frames}
+    segments = list_segments(cam_dir)
+    # Skip segments that end before the selection: a segment's first frame tells where it starts.
+    start = 0
+    first_seq = sel.frames[0]["seq"]
+    digest_seq = {f["digest"]: f["seq"] for f in sel.entries if f["type"] == "frame"}
+    for i, seg in enumerate(segments):
+        d = _segment_first_digest(seg)
+        if d is not None and d in digest_seq and digest_seq[d] <= first_seq:
+            start = i
+    wanted = [f["digest"] for f in sel.frames]
+    pos = 0
+    for seg in segments[start:]:
+        if pos == len(wanted):
+            return
+        with av.open(str(seg)) as c:
+            stream = c.streams.video[0]
+            cc = stream.codec_context
+            hasher = FrameHasher(cc.name, bytes(cc.extradata) if cc.extradata else None)
+            for p in c.demux(stream):
+                if not p.size:
+                    continue
+                data = bytes(p)
+                try:
+                    digest = hasher.digest(data).digest
+                except BitstreamError:
+                    continue
+                if pos < len(wanted) and digest == wanted[pos]:
+                    pos += 1
+                    yield _Packet(data, p.pts, p.dts, Fraction(stream.time_base),
+                                  p.is_keyframe), stream
+                elif pos and digest in seq_of:
+                    raise UsageError(f"{seg.name}: frame seq {seq_of[digest]} is out of order; "
+                                     "run vidproof verify on the store")
+                if pos == len(wanted):
+                    return
+    if pos < len(wanted):
+        raise UsageError(f"frame seq {sel.frames[pos]['seq']} is missing from the media; "
+                         "run vidproof verify on the store")
+
+
+def subtitle_text(frame: dict[str, Any], context: dict[str, Any], tz: tzinfo) -> str:
+    utc = iso_ns(frame["utc_ns"])
+    local = iso_ns(frame["utc_ns"], tz)
+    loc = context["location"]
+    return (f"{utc[:10]} {utc[11:23]} UTC | local {local[11:23]} {local[23:]}\n"
+            f"{context['camera_id']} | {loc['label']} ({loc['lat']}, {loc['lon']})")
+
+
+def _local_zone(name: str | None) -> tzinfo:
+    if name:
+        try:
+            from zoneinfo import ZoneInfo
+
+            return ZoneInfo(name)
+        except (KeyError, ValueError, OSError):
+            raise UsageError(f"time zone {name!r} is unknown; expected e.g. Europe/Paris") from None
+    local = datetime.now().astimezone().tzinfo
+    return local or UTC
+
+
+@dataclass
+class ClipInfo:
+    frames: int
+    width: int
+    height: int
+    codec: str
+    time_base: Fraction
+    first_pts: int
+    frame_times: list[float]  # presentation time (s) in clip.mp4 of each frame, in seq order
+
+
+def write_clip(cam_dir: Path, sel: Selection, contexts: dict[str, dict[str, Any]],
+               out_path: Path, tz: tzinfo) -> ClipInfo:
+    """Remux the selected packets, unchanged, into MP4 with a mov_text track."""
+    template = av.open(str(_TEMPLATE))
+    out = av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"})
+    video: Any = None
+    subs: Any = None
+    sub_packets: list[tuple[int, int, bytes]] = []
+    info: ClipInfo | None = None
+    offset = 0
+    pts_list: list[int] = []
+    try:
+        for n, (pkt, stream) in enumerate(_iter_frames(cam_dir, sel)):
+            if video is None:
+                cc = stream.codec_context
+                if cc.name not in SUPPORTED_CODECS:
+                    raise UsageError(f"codec {cc.name} cannot be exported")
+                video = out.add_stream_from_template(stream)
+                video.time_base = pkt.time_base
+                subs = out.add_stream_from_template(template.streams.subtitles[0], opaque=True)
+                subs.time_base = pkt.time_base
+                offset = pkt.dts if pkt.dts is not None else (pkt.pts or 0)
+                info = ClipInfo(0, cc.width, cc.height, cc.name, pkt.time_base, 0, [])
+            packet = av.Packet(pkt.data)
+            packet.pts = None if pkt.pts is None else pkt.pts - offset
+            packet.dts = None if pkt.dts is None else pkt.dts - offset
+            packet.time_base, packet.is_keyframe, packet.stream = pkt.time_base, pkt.keyframe, video
+            out.mux(packet)
+            frame = sel.frames[n]
+            text = subtitle_text(frame, contexts[frame["ctx"]]["context"], tz).encode("utf-8")
+            pts = packet.pts if packet.pts is not None else (pts_list[-1] if pts_list else 0)
+            pts_list.append(pts)
+            sub_packets.append((pts, n, text))
+        assert info is not None and subs is not None
+        order = sorted(sub_packets)
+        for i, (pts, _, text) in enumerate(order):
+            nxt = order[i + 1][0] if i + 1 < len(order) else pts + (
+                pts - order[i - 1][0] if i else 1)
+            sp = av.Packet(len(text).to_bytes(2, "big") + text)
+            sp.pts = sp.dts = pts
+            sp.duration = max(nxt - pts, 1)
+            sp.time_base, sp.stream = info.time_base, subs
+            out.mux(sp)
+    finally:
+        out.close()
+        template.close()
+    info.frames = len(pts_list)
+    info.first_pts = min(pts_list)
+    info.frame_times = [float(p * info.time_base) for p in pts_list]
+    return info
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    store: Path
+    camera: str
+    start: datetime
+    end: datetime
+    out: Path
+    case: str
+    officer: str
+    reason: str = ""
+    timezone: str | None = None
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    bundle: Path
+    frames: int
+    first_utc_ns: int
+    last_utc_ns: int
+    verdict: str
+    trimmed: bool
+
+
+def export(req: ExportRequest, signer: Signer, now_ns: int) -> ExportResult:
+    check_camera_id(req.camera)
+    for what, value in (("--case", req.case), ("--officer", req.officer)):
+        if not value.strip():
+            raise UsageError(f"{what} must not be empty")
+    if req.end <= req.start:
+        raise UsageError("--to must be later than --from")
+    cam_dir = req.store / req.camera
+    if not (cam_dir / EVIDENCE).is_file():
+        raise UsageError(f"camera {req.camera!r} has no recording in {req.store}")
+    if req.out.suffix != ".zip":
+        raise UsageError(f"--out {req.out} must end in .zip")
+    tz = _local_zone(req.timezone)
+    cam = _load_camera(cam_dir)
+    sel = select(cam, to_ns(req.start), to_ns(req.end))
+    contexts = dict(cam.contexts)
+    req.out.parent.mkdir(parents=True, exist_ok=True)
+    out_dir = req.out.resolve().parent
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
+        work = Path(tmp)
+        clip = write_clip(cam_dir, sel, contexts, work / CLIP, tz)
+        frames = sel.frames
+        first_ns, last_ns = frames[0]["utc_ns"], frames[-1]["utc_ns"]
+        ctx0 = contexts[frames[0]["ctx"]]["context"]
+        journal = Journal(req.store / "journal.jsonl", signer)
+        export_entry: dict[str, Any] = {
+            "v": FORMAT, "type": "export", "camera": req.camera, "utc_ns": now_ns,
+            "case": req.case, "officer": req.officer, "reason": req.reason,
+            "recorder": {"software": f"vidproof {__version__}", "host": platform.node()},
+            "requested": {"from": iso_ns(to_ns(req.start)), "to": iso_ns(to_ns(req.end))},
+            "first_seq": frames[0]["seq"], "last_seq": frames[-1]["seq"],
+            "frames": len(frames), "first_utc_ns": first_ns, "last_utc_ns": last_ns,
+            "anchor": entry_hash(sel.anchor), "end": entry_hash(sel.end),
+            "clip_sha256": file_sha256(work / CLIP),
+            "journal_seq": journal.next_seq,
+            "key": signer.key_id, "alg": signer.alg,
+        }
+        export_entry["sig"] = signer.sign(canonical_bytes(export_entry)).hex()
+        evidence = {
+            "format": BUNDLE_FORMAT, "camera": req.camera, "clip": CLIP,
+            "anchor": sel.anchor, "contexts": sel.contexts, "entries": sel.entries,
+            "checkpoints": [c for c in cam.checkpoints
+                            if sel.anchor["seq"] < c["seq"] <= sel.end["seq"]],
+            "export": export_entry,
+            "public_key": public_pem(signer.public),
+        }
+        (work / EVIDENCE_JSON).write_text(json.dumps(evidence, indent=1, ensure_ascii=False)
+                                          + "\n", encoding="utf-8")
+        from .bundle_report import render_bundle_pages
+
+        render_bundle_pages(work, req, evidence, clip, ctx0, tz, signer, sel.trimmed)
+        verdict = json.loads((work / ".verdict.json").read_text())["verdict"]
+        (work / ".verdict.json").unlink()
+        names = sorted(p.name for p in work.iterdir())
+        sums = "".join(f"{file_sha256(work / n)}  {n}\n" for n in names)
+        (work / SUMS).write_text(sums, encoding="ascii")
+        tmp_zip = work / ".bundle.zip"
+        with zipfile.ZipFile(tmp_zip, "w") as z:
+            for name in [*names, SUMS]:
+                method = zipfile.ZIP_STORED if name == CLIP else zipfile.ZIP_DEFLATED
+                z.write(work / name, name, compress_type=method)
+        with open(tmp_zip, "rb") as f:
+            os.fsync(f.fileno())
+        # The export is journaled (and fsynced) before the bundle is handed over.
+        journal.append("export", req.officer, now_ns, {
+            "case": req.case, "reason": req.reason, "camera": req.camera,
+            "footage_from": iso_ns(first_ns), "footage_to": iso_ns(last_ns),
+            "duration_s": f"{(last_ns - first_ns) / 1e9:.3f}", "frames": len(frames),
+            "bundle": req.out.name, "bundle_sha256": file_sha256(tmp_zip),
+            "export_entry": sha256_hex(canonical_bytes(export_entry)),
+        })
+        os.replace(tmp_zip, req.out)
+    return ExportResult(req.out, len(frames), first_ns, last_ns, verdict, sel.trimmed)
+
