@@ -202,7 +202,7 @@ def _iter_frames(cam_dir: Path, sel: Selection) -> Iterator[tuple[_Packet, Any]]
                     continue
                 if pos < len(wanted) and digest == wanted[pos]:
                     pos += 1
-                    yield _Packet(data, p.pts, p.dts, Fraction(stream.time_base),
+                    yield _Packet(data, p.pts, p.dts, Fraction(stream.time_base or 0),
                                   p.is_keyframe), stream
                 elif pos and digest in seq_of:
                     raise UsageError(f"{seg.name}: frame seq {seq_of[digest]} is out of order; "
