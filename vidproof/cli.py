@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "was recorded with, from STORE/recorder.json)")
     x.add_argument("--timezone", help="local time zone shown beside UTC (default: this machine's)")
 
+    j = sub.add_parser("journal", help="the operations journal")
+    jsub = j.add_subparsers(dest="journal_command", required=True, parser_class=_Parser)
+    jv = jsub.add_parser("verify", help="check every journal entry's signature and chain")
+    jv.add_argument("path", type=Path, help="a store directory or its journal.jsonl")
+    jv.add_argument("--trust", required=True, type=Path, help="recorder public key PEM")
+
     v = sub.add_parser("verify", help="verify a store or an export bundle, offline")
     v.add_argument("path", type=Path)
     v.add_argument("--trust", required=True, type=Path, help="public key or CA certificate PEM")
@@ -141,6 +147,22 @@ def _export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _journal(args: argparse.Namespace) -> int:
+    from .journal import verify_journal
+    from .keys import load_trusted
+
+    trust = load_trusted(args.trust)
+    path = args.path / "journal.jsonl" if args.path.is_dir() else args.path
+    if not path.is_file():
+        raise CouldNotVerify(f"{path} does not exist; expected a store or its journal.jsonl")
+    count, problems = verify_journal(path, trust)
+    for p in problems:
+        print(f"line {p.line}: {p.message}")
+    print(f"journal {path}: {count} entries, "
+          + ("all signed and in order" if not problems else f"{len(problems)} problems"))
+    return EXIT_OK if not problems else EXIT_NOT_AUTHENTIC
+
+
 def _verify(args: argparse.Namespace) -> int:
     from .keys import load_trusted
     from .verify.load import inspect_path
@@ -160,7 +182,8 @@ def _verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.authentic else EXIT_NOT_AUTHENTIC
 
 
-COMMANDS = {"keygen": _keygen, "record": _record, "export": _export, "verify": _verify}
+COMMANDS = {"keygen": _keygen, "record": _record, "export": _export, "verify": _verify,
+            "journal": _journal}
 
 
 def main(argv: list[str] | None = None) -> int:

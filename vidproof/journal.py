@@ -12,6 +12,7 @@ removed or reordered without ``verify_journal`` noticing.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from dataclasses import dataclass
@@ -35,28 +36,35 @@ def _last_entry(path: Path) -> dict[str, Any] | None:
 
 
 class Journal:
+    """Appends signed, chained entries. Several processes (recorders, exports) may
+    append to one journal: each append holds an exclusive lock on the file."""
+
     def __init__(self, path: Path, signer: Signer) -> None:
         self.path = path
         self.signer = signer
-        last = _last_entry(path)
-        self.next_seq = 0 if last is None else int(last["seq"]) + 1
-        self.head = GENESIS if last is None else sha256_hex(canonical_bytes(last))
+
+    @property
+    def next_seq(self) -> int:
+        last = _last_entry(self.path)
+        return 0 if last is None else int(last["seq"]) + 1
 
     def append(self, action: str, actor: str, utc_ns: int, detail: dict[str, Any]) -> int:
-        entry: dict[str, Any] = {
-            "v": FORMAT, "type": "journal", "seq": self.next_seq, "prev": self.head,
-            "utc_ns": utc_ns, "actor": actor, "action": action, "detail": detail,
-            "key": self.signer.key_id, "alg": self.signer.alg,
-        }
-        entry["sig"] = self.signer.sign(canonical_bytes(entry)).hex()
-        data = canonical_bytes(entry)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "ab") as f:
-            f.write(data + b"\n")
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            last = _last_entry(self.path)
+            seq = 0 if last is None else int(last["seq"]) + 1
+            entry: dict[str, Any] = {
+                "v": FORMAT, "type": "journal", "seq": seq,
+                "prev": GENESIS if last is None else sha256_hex(canonical_bytes(last)),
+                "utc_ns": utc_ns, "actor": actor, "action": action, "detail": detail,
+                "key": self.signer.key_id, "alg": self.signer.alg,
+            }
+            entry["sig"] = self.signer.sign(canonical_bytes(entry)).hex()
+            f.write(canonical_bytes(entry) + b"\n")
             f.flush()
             os.fsync(f.fileno())
-        self.head = sha256_hex(data)
-        self.next_seq += 1
-        return int(entry["seq"])
+        return seq
 
 
 @dataclass(frozen=True)
