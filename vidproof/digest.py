@@ -21,6 +21,9 @@ SUPPORTED_CODECS = (H264, HEVC)
 
 _VCL = {H264: frozenset(range(1, 6)), HEVC: frozenset(range(0, 32))}
 _PARAM_SETS = {H264: frozenset((7, 8)), HEVC: frozenset((32, 33, 34))}
+# Access unit delimiters, end of sequence/stream and filler data: framing that
+# muxers add or drop; never digested.
+_FRAMING = {H264: frozenset((9, 10, 11, 12)), HEVC: frozenset((35, 36, 37, 38))}
 _LEN = struct.Struct(">I")
 
 
@@ -39,34 +42,63 @@ def is_annexb(data: bytes) -> bool:
     return data[:3] == b"\x00\x00\x01" or data[:4] == b"\x00\x00\x00\x01"
 
 
-def split_annexb(data: bytes) -> list[bytes]:
-    """Split Annex B data on start codes; trailing zero bytes belong to no NAL unit."""
-    nals: list[bytes] = []
-    start = data.find(b"\x00\x00\x01")
+# NAL units are located as (begin, end) offsets into the packet, and hashed through a
+# memoryview: no NAL unit is copied on the hot path (a 1080p frame is tens of kB).
+Spans = list[tuple[int, int]]
+_START = b"\x00\x00\x01"
+
+
+def annexb_spans(data: bytes) -> Spans:
+    """Offsets of the NAL units of Annex B data; trailing zero bytes belong to no NAL unit."""
+    spans: Spans = []
+    find = data.find
+    start = find(_START)
     while start >= 0:
         begin = start + 3
-        nxt = data.find(b"\x00\x00\x01", begin)
+        nxt = find(_START, begin)
         end = len(data) if nxt < 0 else nxt
-        nal = data[begin:end].rstrip(b"\x00")
-        if nal:
-            nals.append(nal)
+        while end > begin and data[end - 1] == 0:
+            end -= 1
+        if end > begin:
+            spans.append((begin, end))
         start = nxt
-    return nals
+    return spans
 
 
-def split_length_prefixed(data: bytes, length_size: int = 4) -> list[bytes]:
-    nals: list[bytes] = []
+def length_prefixed_spans(data: bytes, length_size: int = 4) -> Spans:
+    """Offsets of the NAL units of length-prefixed (avcC/hvcC style) data."""
+    spans: Spans = []
     pos, size = 0, len(data)
+    unpack = _LEN.unpack_from
     while pos < size:
         if pos + length_size > size:
             raise BitstreamError("truncated NAL length prefix")
-        n = int.from_bytes(data[pos : pos + length_size], "big")
+        if length_size == 4:
+            n = unpack(data, pos)[0]
+        else:
+            n = int.from_bytes(data[pos : pos + length_size], "big")
         pos += length_size
         if n == 0 or pos + n > size:
             raise BitstreamError(f"NAL length {n} overruns the packet ({size - pos} bytes left)")
-        nals.append(data[pos : pos + n])
+        # trailing_zero_8bits are byte-stream padding, not NAL data (a NAL unit never
+        # ends in 0x00); Annex B cannot keep them apart from the next start code, so
+        # they are dropped here too, or the digest would depend on the container.
+        end = pos + n
+        while end > pos and data[end - 1] == 0:
+            end -= 1
+        if end > pos:
+            spans.append((pos, end))
         pos += n
-    return nals
+    return spans
+
+
+def split_annexb(data: bytes) -> list[bytes]:
+    """Split Annex B data on start codes; trailing zero bytes belong to no NAL unit."""
+    return [data[b:e] for b, e in annexb_spans(data)]
+
+
+def split_length_prefixed(data: bytes, length_size: int = 4) -> list[bytes]:
+    return [data[b:e] for b, e in length_prefixed_spans(data, length_size)]
 
 
 def _u16(data: bytes, pos: int) -> int:
@@ -143,40 +175,63 @@ class FrameHasher:
                 self.length_size, params = parse(bytes(extradata))
             else:
                 params = split_annexb(bytes(extradata))
-        self._params = [p for p in params if p and nal_type(codec, p) in self._ps_types]
-        self._params_digest = _digest_nals(sorted(self._params))
+        self._params = sorted(p for p in params if p and nal_type(codec, p) in self._ps_types)
+        self._params_digest = _digest_nals(self._params)
+        self._h264 = codec == H264
+        self._framing = _FRAMING[codec]
 
     @property
     def params_digest(self) -> str:
         return self._params_digest
 
-    def nal_units(self, data: bytes) -> list[bytes]:
+    def nal_spans(self, data: bytes) -> Spans:
         if self.length_size is not None and data[:4] != b"\x00\x00\x00\x01":
             # A 4-byte length of 256..511 starts with 00 00 01 too: with avcC/hvcC
             # extradata, length prefixes come first; Annex B only if they do not fit.
             try:
-                return split_length_prefixed(data, self.length_size)
+                return length_prefixed_spans(data, self.length_size)
             except BitstreamError:
                 if not is_annexb(data):
                     raise
         if is_annexb(data):
-            return split_annexb(data)
-        return split_length_prefixed(data, self.length_size or 4)
+            return annexb_spans(data)
+        return length_prefixed_spans(data, self.length_size or 4)
+
+    def nal_units(self, data: bytes) -> list[bytes]:
+        return [data[b:e] for b, e in self.nal_spans(data)]
 
     def digest(self, data: bytes) -> FrameDigest:
-        vcl: list[bytes] = []
+        # Same bytes as _digest_nals over the VCL NAL units, without copying them.
+        h = hashlib.sha256()
+        view = memoryview(data)
+        vcl, ps_types, h264, pack = self._vcl, self._ps_types, self._h264, _LEN.pack
+        units = 0
         params: list[bytes] = []
-        for nal in self.nal_units(data):
-            kind = nal_type(self.codec, nal)
-            if kind in self._vcl:
-                vcl.append(nal)
-            elif kind in self._ps_types:
-                params.append(nal)
+        other: Spans = []
+        for begin, end in self.nal_spans(data):
+            first = data[begin]
+            kind = first & 0x1F if h264 else (first >> 1) & 0x3F
+            if kind in vcl:
+                h.update(pack(end - begin))
+                h.update(view[begin:end])
+                units += 1
+            elif kind in ps_types:
+                params.append(data[begin:end])
+            elif kind not in self._framing:
+                other.append((begin, end))
+        if not units and other:
+            # No picture: an access unit of SEI only (e.g. an ONVIF Media Signing SEI
+            # sent on its own). Its digest covers those NAL units instead.
+            for begin, end in other:
+                h.update(pack(end - begin))
+                h.update(view[begin:end])
+            units = len(other)
         if params:
-            ordered = sorted(params)
-            if ordered != sorted(self._params):
+            params.sort()
+            if params != self._params:
                 self._params = params
-                self._params_digest = _digest_nals(ordered)
-        if not vcl:
-            raise BitstreamError("access unit has no picture data (no VCL NAL unit)")
-        return FrameDigest(_digest_nals(vcl), self._params_digest, len(vcl))
+                self._params_digest = _digest_nals(params)
+        if not units:
+            raise BitstreamError("access unit has no picture data and no SEI (no NAL unit "
+                                 "to digest)")
+        return FrameDigest(h.hexdigest(), self._params_digest, units)

@@ -112,11 +112,21 @@ class SegmentWriter:
         self._stream.time_base = time_base
         self.frames = 0
         self.first_utc_ns: int | None = None
+        self._last_dts: int | None = None
         _fsync_dir(path.parent)
 
     def write(self, data: bytes, pts: int | None, dts: int | None, time_base: Fraction,
               keyframe: bool) -> None:
         packet = av.Packet(data)
+        if dts is not None and self._last_dts is not None and dts <= self._last_dts:
+            # The muxer refuses a decoding time that does not increase (some cameras
+            # repeat timestamps). The segment gets the next tick; the frame record
+            # keeps the timestamps the camera sent.
+            dts = self._last_dts + 1
+            if pts is not None and pts < dts:
+                pts = dts
+        if dts is not None:
+            self._last_dts = dts
         packet.pts, packet.dts, packet.time_base = pts, dts, time_base
         packet.is_keyframe = keyframe
         packet.stream = self._stream

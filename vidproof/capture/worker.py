@@ -17,6 +17,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
+
 from .. import __version__
 from ..chain import Chain
 from ..digest import BitstreamError, FrameHasher
@@ -151,6 +153,8 @@ class Recorder:
                 chain.checkpoint(now)
         except BitstreamError as exc:
             raise SourceError(f"{redact(s.source)}: {exc}") from None
+        except av.FFmpegError as exc:
+            raise SourceError(f"{redact(s.source)}: cannot store the stream ({exc})") from None
         finally:
             if started:
                 chain.checkpoint(self.clock())
