@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -31,8 +33,8 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive, finite number")
     return value
 
 
@@ -56,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not pace file and testsrc sources at real time")
     r.add_argument("--stamp", action="store_true", help="burn in date, time and location")
     r.add_argument("--segment-seconds", type=_positive, default=60.0)
+    r.add_argument("--status-file", type=Path, help="write health for a supervisor here")
+    r.add_argument("--wide-shot", action="store_true",
+                   help="the camera does not film people close up (lower decree minimums)")
 
     x = sub.add_parser("export", help="export a certified clip of a camera and time range")
     x.add_argument("--store", required=True, type=Path)
@@ -70,6 +75,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recorder key that signs the export log (default: the key the store "
                         "was recorded with, from STORE/recorder.json)")
     x.add_argument("--timezone", help="local time zone shown beside UTC (default: this machine's)")
+
+    sv = sub.add_parser("serve", help="run the recorder service: cameras, web UI and API")
+    sv.add_argument("--config", required=True, type=Path, help="site configuration (TOML)")
+    sv.add_argument("--data", type=Path, help="storage directory (overrides the config)")
+    sv.add_argument("--users", type=Path, help="users file (overrides the config)")
+    sv.add_argument("--host", help="address to listen on (default from the config)")
+    sv.add_argument("--port", type=int, help="port to listen on (default from the config)")
+
+    u = sub.add_parser("user", help="manage service users")
+    usub = u.add_subparsers(dest="user_command", required=True, parser_class=_Parser)
+    ua = usub.add_parser("add", help="add a user, or set an existing user's role and password")
+    ua.add_argument("name")
+    ua.add_argument("--role", required=True, help="installer, operator, police or auditor")
+    ua.add_argument("--password-file", required=True, type=Path)
+    ua.add_argument("--users", type=Path, default=Path("users.json"))
 
     j = sub.add_parser("journal", help="the operations journal")
     jsub = j.add_subparsers(dest="journal_command", required=True, parser_class=_Parser)
@@ -110,6 +130,8 @@ def _record(args: argparse.Namespace) -> int:
     except RecordError as exc:
         raise UsageError(str(exc)) from None
     signer = load_signer(args.key)
+    if args.store.exists() and not args.store.is_dir():
+        raise UsageError(f"--store {args.store} exists and is not a directory")
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -119,8 +141,14 @@ def _record(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     remember_recorder_key(args.store, args.key)
-    settings = RecordSettings(args.source, args.camera_id, location, args.store,
-                              args.duration, args.fast, args.segment_seconds)
+    source = args.source
+    if source.startswith("env:"):
+        # A supervisor passes camera URLs with credentials this way, not on the command line.
+        source = os.environ.get(source[4:], "")
+        if not source:
+            raise UsageError(f"--source {args.source}: that environment variable is not set")
+    settings = RecordSettings(source, args.camera_id, location, args.store,
+                              args.duration, args.fast, args.segment_seconds, args.status_file)
     result = Recorder(settings, signer, stop=lambda: stopping).run()
     print(f"recorded {result.frames} frames in {result.segments} segments, "
           f"{result.checkpoints} signed checkpoints, {result.events} camera events")
@@ -144,6 +172,45 @@ def _export(args: argparse.Namespace) -> int:
     print(f"exported {result.frames} frames, {iso_ns(result.first_utc_ns)} to "
           f"{iso_ns(result.last_utc_ns)}, to {result.bundle} (verification at export: "
           f"{result.verdict})")
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .keys import generate, load_signer
+    from .service.app import create_app
+    from .service.config import load_config
+    from .service.context import Service
+    from .service.supervisor import Supervisor
+
+    config = load_config(args.config, args.data, args.users)
+    if not config.key.exists():
+        if config.key.name != "device.key":
+            raise UsageError(f"recorder key {config.key} does not exist")
+        generate(config.key.parent)
+        print(f"generated the recorder key {config.key} (public key: "
+              f"{config.key.with_suffix('.pub')})")
+    signer = load_signer(config.key)
+    config.store.mkdir(parents=True, exist_ok=True)
+    service = Service(config, signer, Supervisor(config))
+    host, port = args.host or config.host, args.port or config.port
+    print(f"vidproof serving {len(config.cameras)} cameras on http://{host}:{port}/ "
+          f"(data in {config.data_dir})", flush=True)
+    uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
+    return EXIT_OK
+
+
+def _user(args: argparse.Namespace) -> int:
+    from .service.users import UserStore
+
+    try:
+        password = args.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise UsageError(f"cannot read password file {args.password_file}: "
+                         f"{exc.strerror}") from None
+    user = UserStore(args.users).add(args.name, args.role, password)
+    print(f"user {user.name} ({user.role}) saved in {args.users}")
     return EXIT_OK
 
 
@@ -183,7 +250,12 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"keygen": _keygen, "record": _record, "export": _export, "verify": _verify,
-            "journal": _journal}
+            "journal": _journal, "serve": _serve, "user": _user}
+
+
+def _os_error(exc: OSError) -> str:
+    where = exc.filename if exc.filename is not None else "a file"
+    return f"{where}: {exc.strerror or exc}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,10 +265,13 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         command = args.command
         return COMMANDS[command](args)
-    except Error as exc:
-        message = str(exc).replace("\n", " ")
+    except (Error, OSError) as exc:
+        # OSError: a file or directory the library did not expect to fail (a store path
+        # that is a file, a full disk): one line and exit 2 as well, never a traceback.
+        message = str(exc) if isinstance(exc, Error) else _os_error(exc)
+        message = message.replace("\n", " ")
         print(f"vidproof: error: {message}", file=sys.stderr)
-        if command == "verify" and args.json and isinstance(exc, CouldNotVerify):
+        if command == "verify" and args.json:
             print(json.dumps({"verdict": "error", "error": message, "camera_ids": [],
                               "frames": 0, "first_utc": None, "last_utc": None,
                               "findings": []}))

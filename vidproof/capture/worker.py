@@ -8,6 +8,7 @@ and the chain is checkpointed and signed before every keyframe and at most
 
 from __future__ import annotations
 
+import itertools
 import logging
 import platform
 import time
@@ -27,6 +28,7 @@ from ..keys import Signer
 from ..model import Location
 from ..store import EvidenceWriter, SegmentWriter, camera_dir, next_segment_path, recover
 from .sources import CodedFrame, SourceLost, StreamInfo, open_source, redact
+from .status import StatusFile
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class RecordSettings:
     duration: float | None = None
     fast: bool = False
     segment_seconds: float = 60.0
+    status_file: Path | None = None
 
 
 @dataclass
@@ -64,6 +67,7 @@ class Recorder:
         self.segment: SegmentWriter | None = None
         self.segment_start_ns = 0
         self.result = RecordResult()
+        self.status = StatusFile(settings.status_file)
 
     def _sync_media(self) -> None:
         if self.segment is not None:
@@ -98,18 +102,22 @@ class Recorder:
 
     def run(self) -> RecordResult:
         s = self.settings
+        # Open the source before touching the store: a missing or unreachable camera
+        # fails here, and the crash recovery below is done (and signed, in the
+        # recorder_start event) by a run that actually records.
+        source = open_source(s.source, fast=s.fast, duration=s.duration, clock=self.clock,
+                             stop=self.stop)
+        first = next(source, None)
         self.cam_dir.mkdir(parents=True, exist_ok=True)
         state = recover(self.cam_dir)
         evidence = EvidenceWriter(self.cam_dir / "evidence.jsonl")
         chain = Chain(s.camera_id, self.signer, evidence, state, self._sync_media)
-        source = open_source(s.source, fast=s.fast, duration=s.duration, clock=self.clock,
-                             stop=self.stop)
         hasher: FrameHasher | None = None
         info: StreamInfo | None = None
         started = False
         lost: SourceLost | None = None
         try:
-            for item in source:
+            for item in itertools.chain(() if first is None else (first,), source):
                 if isinstance(item, StreamInfo):
                     now = self.clock()
                     chain.checkpoint(now)
@@ -134,6 +142,9 @@ class Recorder:
                         self.result.events += 1
                         lost = None
                     chain.checkpoint(now)
+                    self.status.update(True, state="recording", stream={
+                        "codec": item.codec, "width": item.width, "height": item.height,
+                        "fps": None if item.fps is None else float(item.fps)})
                     continue
                 if isinstance(item, SourceLost):
                     chain.checkpoint(item.utc_ns)
@@ -142,6 +153,7 @@ class Recorder:
                     chain.checkpoint(item.utc_ns)
                     self.result.events += 1
                     lost = item
+                    self.status.update(True, state="camera_lost")
                     continue
                 assert isinstance(item, CodedFrame) and hasher is not None and info is not None
                 self._frame(chain, hasher, info, item)
@@ -161,12 +173,15 @@ class Recorder:
             self._close_segment()
             evidence.close()
             self.result.checkpoints = chain.checkpoints
+            self.status.update(True, state="stopped")
         return self.result
 
     def _frame(self, chain: Chain, hasher: FrameHasher, info: StreamInfo,
                frame: CodedFrame) -> None:
+        self.status.fields["frames_in"] += 1
         if chain.due(frame.utc_ns, frame.keyframe):
             chain.checkpoint(self.clock())
+            self.status.update()
         if frame.keyframe and (
             self.segment is None
             or frame.utc_ns - self.segment_start_ns >= self.settings.segment_seconds * 1e9
@@ -177,6 +192,7 @@ class Recorder:
             self.segment_start_ns = frame.utc_ns
             self.result.segments += 1
         if self.segment is None:
+            self.status.fields["dropped_frames"] += 1
             return  # no keyframe yet since (re)connecting: nothing decodable to keep
         fd = hasher.digest(frame.data)
         self.segment.write(frame.data, frame.pts, frame.dts, frame.time_base, frame.keyframe)
@@ -185,3 +201,7 @@ class Recorder:
                     tb=(tb.numerator, tb.denominator), key=frame.keyframe, digest=fd.digest,
                     params=fd.params, cam_utc_ns=frame.cam_utc_ns)
         self.result.frames += 1
+        st = self.status.fields
+        st["frames_out"] += 1
+        st["bytes"] += len(frame.data)
+        st["last_frame_utc_ns"] = frame.utc_ns

@@ -1,0 +1,1 @@
+"""The recorder appliance: a supervisor of capture workers and a FastAPI app."""

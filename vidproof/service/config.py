@@ -1,0 +1,164 @@
+"""Site configuration (TOML): cameras, storage, retention, users, time sources.
+
+configs/site.example.toml documents every field. Credentials are never in the
+file itself: a camera names a file or an environment variable holding them,
+and they are never logged or recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from ..errors import UsageError
+from ..model import Location, RecordError, check_camera_id
+
+MAX_RETENTION_DAYS = 30  # decree of 3 August 2007: at most one month
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    id: str
+    source: str
+    location: Location
+    close_shot: bool = True
+    stamp: bool = False
+    credentials_file: Path | None = None
+    credentials_env: str | None = None
+    enabled: bool = True
+
+    def source_with_credentials(self) -> str:
+        """The source URL with the camera's user:password inserted (never log this)."""
+        secret = None
+        if self.credentials_env:
+            secret = os.environ.get(self.credentials_env)
+            if secret is None:
+                raise UsageError(f"camera {self.id}: environment variable "
+                                 f"{self.credentials_env} is not set")
+        elif self.credentials_file:
+            try:
+                secret = self.credentials_file.read_text().strip()
+            except OSError as exc:
+                raise UsageError(f"camera {self.id}: cannot read credentials file "
+                                 f"{self.credentials_file}: {exc.strerror}") from None
+        if not secret or "://" not in self.source:
+            return self.source
+        user, _, password = secret.partition(":")
+        parts = urlsplit(self.source)
+        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.netloc}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    path: Path
+    name: str
+    data_dir: Path
+    key: Path
+    users_file: Path
+    cameras: tuple[CameraConfig, ...]
+    segment_seconds: float = 60.0
+    retention_days: float = 30.0
+    retention_override: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    ntp: dict[str, Any] = field(default_factory=dict)
+    tsa: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def store(self) -> Path:
+        return self.data_dir / "store"
+
+    def camera(self, camera_id: str) -> CameraConfig | None:
+        return next((c for c in self.cameras if c.id == camera_id), None)
+
+
+def _req(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    if key not in table:
+        raise UsageError(f"{where}: {key!r} is required")
+    value = table[key]
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise UsageError(f"{where}: {key!r} must be a {kind.__name__}")
+    return value
+
+
+def _opt(table: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any,
+         where: str) -> Any:
+    value = table.get(key, default)
+    if value is not default and not isinstance(value, kind):
+        raise UsageError(f"{where}: {key!r} has the wrong type")
+    return value
+
+
+def load_config(path: Path, data_dir: Path | None = None,
+                users_file: Path | None = None) -> SiteConfig:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config {path} is not valid TOML: {exc}") from None
+    base = path.parent
+    where = str(path)
+    site = _opt(raw, "site", dict, {}, where)
+    storage = _opt(raw, "storage", dict, {}, where)
+
+    def rel(p: str | Path) -> Path:
+        q = Path(os.path.expanduser(str(p)))
+        return q if q.is_absolute() else (base / q).resolve()
+
+    data = data_dir or rel(_opt(storage, "path", str, "data", where + " [storage]"))
+    retention = float(_opt(storage, "retention_days", (int, float), 30, where))
+    override = bool(_opt(storage, "retention_override", bool, False, where))
+    if retention <= 0:
+        raise UsageError(f"{where}: [storage] retention_days must be positive")
+    if retention > MAX_RETENTION_DAYS and not override:
+        raise UsageError(
+            f"{where}: [storage] retention_days = {retention:g} exceeds the legal maximum of "
+            f"{MAX_RETENTION_DAYS} days (decree of 3 August 2007); set retention_override = "
+            "true only where a legal exception applies")
+    cameras: list[CameraConfig] = []
+    raw_cams = _opt(raw, "cameras", list, [], where)
+    if not raw_cams:
+        raise UsageError(f"{where}: no [[cameras]] configured")
+    seen: set[str] = set()
+    for i, cam in enumerate(raw_cams):
+        cw = f"{where} [[cameras]] #{i + 1}"
+        if not isinstance(cam, dict):
+            raise UsageError(f"{cw}: must be a table")
+        cid = _req(cam, "id", str, cw)
+        try:
+            check_camera_id(cid)
+            location = Location.parse(f"{_req(cam, 'location', str, cw)};"
+                                      f"{_req(cam, 'lat', (str), cw)},{_req(cam, 'lon', str, cw)}")
+        except RecordError as exc:
+            raise UsageError(f"{cw}: {exc}") from None
+        if cid in seen:
+            raise UsageError(f"{cw}: camera id {cid!r} is used twice")
+        seen.add(cid)
+        cred_file = _opt(cam, "credentials_file", str, None, cw)
+        cameras.append(CameraConfig(
+            id=cid, source=_req(cam, "source", str, cw), location=location,
+            close_shot=bool(_opt(cam, "close_shot", bool, True, cw)),
+            stamp=bool(_opt(cam, "stamp", bool, False, cw)),
+            credentials_file=rel(cred_file) if cred_file else None,
+            credentials_env=_opt(cam, "credentials_env", str, None, cw),
+            enabled=bool(_opt(cam, "enabled", bool, True, cw)),
+        ))
+    return SiteConfig(
+        path=path, name=str(_opt(site, "name", str, "vidproof recorder", where)),
+        data_dir=data,
+        key=rel(_opt(site, "key", str, str(data / "keys" / "device.key"), where)),
+        users_file=users_file or rel(_opt(site, "users_file", str, str(data / "users.json"),
+                                          where)),
+        cameras=tuple(cameras),
+        segment_seconds=float(_opt(storage, "segment_seconds", (int, float), 60, where)),
+        retention_days=retention, retention_override=override,
+        host=str(_opt(site, "host", str, "127.0.0.1", where)),
+        port=int(_opt(site, "port", int, 8080, where)),
+        ntp=dict(_opt(raw, "ntp", dict, {}, where)), tsa=dict(_opt(raw, "tsa", dict, {}, where)),
+    )
