@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 MAX_INT = 2**63 - 1
+MIN_INT = -MAX_INT - 1
 MAX_DEPTH = 16
 
 
@@ -24,13 +25,49 @@ class CanonicalError(ValueError):
     """A value cannot be encoded canonically."""
 
 
-def _check(value: Any, depth: int = 0) -> None:
+def _check(value: Any, depth: int = 0) -> bool:
+    """Refuse what cannot be encoded; True when every object's keys are already in order."""
     if depth > MAX_DEPTH:
         raise CanonicalError("nesting too deep")
+    kind = type(value)
+    # Fast path for the exact built-in types evidence is made of: scalar members are
+    # checked in the loop, without a call each. Anything else takes the general path.
+    if depth < MAX_DEPTH and (kind is dict or kind is list):
+        ordered = True
+        if kind is dict:
+            previous = ""
+            for key in value:
+                if type(key) is not str or not key.isascii():
+                    _check_key(key)
+                if key < previous:
+                    ordered = False
+                previous = key
+            items = value.values()
+        else:
+            items = value
+        for item in items:
+            t = type(item)
+            if t is str or t is bool or item is None:
+                continue
+            if t is int and MIN_INT <= item <= MAX_INT:
+                continue
+            if not _check(item, depth + 1):
+                ordered = False
+        return ordered
+    _check_general(value, depth)
+    return not isinstance(value, dict | list | tuple)  # containers here: sort to be safe
+
+
+def _check_key(key: Any) -> None:
+    if not isinstance(key, str) or not key.isascii():
+        raise CanonicalError(f"object key {key!r} is not an ASCII string")
+
+
+def _check_general(value: Any, depth: int) -> None:
     if value is None or isinstance(value, bool | str):
         return
     if isinstance(value, int):
-        if not -MAX_INT - 1 <= value <= MAX_INT:
+        if not MIN_INT <= value <= MAX_INT:
             raise CanonicalError(f"integer {value} outside the signed 64-bit range")
         return
     if isinstance(value, float):
@@ -41,19 +78,30 @@ def _check(value: Any, depth: int = 0) -> None:
         return
     if isinstance(value, dict):
         for key, item in value.items():
-            if not isinstance(key, str) or not key.isascii():
-                raise CanonicalError(f"object key {key!r} is not an ASCII string")
+            _check_key(key)
             _check(item, depth + 1)
         return
     raise CanonicalError(f"type {type(value).__name__} cannot be encoded")
 
 
+# The encoders, made once (``json.dumps`` with these options builds one per call). When
+# every object's keys already come in order, as in the entries vidproof writes and in
+# canonical lines read back, sorting them again changes nothing: it is skipped.
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+_ENCODER_IN_ORDER = json.JSONEncoder(
+    sort_keys=False, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_bytes(value: Any) -> bytes:
     """Encode ``value`` as canonical JSON bytes."""
-    _check(value)
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    text = (_ENCODER_IN_ORDER if _check(value) else _ENCODER).encode(value)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CanonicalError("a string holds a lone surrogate, which UTF-8 cannot encode") from None
 
 
 def sha256_hex(data: bytes) -> str:

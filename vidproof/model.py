@@ -15,6 +15,7 @@ from typing import Any
 FORMAT = "vidproof/1"
 GENESIS = "0" * 64
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_SIG_HEX = re.compile(r"^(?:[0-9a-f]{2})+$")
 _CAMERA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 EVENT_KINDS = frozenset(
     {"recorder_start", "recorder_stop", "camera_lost", "camera_back"}
@@ -26,7 +27,7 @@ class RecordError(ValueError):
 
 
 def check_camera_id(camera_id: str) -> str:
-    if not isinstance(camera_id, str) or not _CAMERA_ID.match(camera_id):
+    if not isinstance(camera_id, str) or not _CAMERA_ID.fullmatch(camera_id):
         raise RecordError(
             f"camera id {camera_id!r} is invalid: expected 1-64 characters from "
             "A-Z a-z 0-9 . _ - starting with a letter or digit"
@@ -47,13 +48,24 @@ def _get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: st
 
 def _hex64(obj: dict[str, Any], key: str, where: str) -> str:
     value: str = _get(obj, key, str, where)
-    if not _HEX64.match(value):
+    if not _HEX64.fullmatch(value):
         raise RecordError(f"{where}: field {key!r} is not a lowercase hex SHA-256")
     return value
 
 
+def _sig_hex(obj: dict[str, Any], where: str) -> str:
+    # One spelling only: bytes.fromhex would also take upper case and spaces, so the
+    # line could change while its signature still verifies.
+    value: str = _get(obj, "sig", str, where)
+    if not _SIG_HEX.fullmatch(value):
+        raise RecordError(f"{where}: field 'sig' is not lowercase hex")
+    return value
+
+
 def _opt_int(obj: dict[str, Any], key: str, where: str) -> int | None:
-    value = obj.get(key)
+    if key not in obj:
+        raise RecordError(f"{where}: field {key!r} is missing")
+    value = obj[key]
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
@@ -218,7 +230,7 @@ def entry_from_json(obj: Any) -> Entry:
     if not isinstance(obj, dict):
         raise RecordError("evidence entry is not a JSON object")
     kind = obj.get("type")
-    if kind not in _KEYS:
+    if not isinstance(kind, str) or kind not in _KEYS:  # a list or object is unhashable
         raise RecordError(f"unknown entry type {kind!r}")
     where = f"{kind} entry"
     if obj.get("v") != FORMAT:
@@ -236,7 +248,7 @@ def entry_from_json(obj: Any) -> Entry:
             _hex64(obj, "prev_checkpoint", where)
         return Checkpoint(
             camera, seq, _hex64(obj, "head", where), prev_cp, utc_ns,
-            _hex64(obj, "key", where), _get(obj, "sig", str, where), _get(obj, "alg", str, where),
+            _hex64(obj, "key", where), _sig_hex(obj, where), _get(obj, "alg", str, where),
         )
     prev = _hex64(obj, "prev", where)
     if kind == "context":
