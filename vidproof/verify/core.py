@@ -6,6 +6,8 @@ No I/O, no clock. The numbered steps match docs/FORMAT.md section "Verification"
 from __future__ import annotations
 
 import difflib
+import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -66,6 +68,7 @@ class ParsedLine:
     line: int
     value: Any  # the parsed JSON value, or None with ``error`` set
     error: str | None = None
+    torn: bool = False  # the last line, cut short (no newline): never signed
 
 
 @dataclass(frozen=True)
@@ -114,11 +117,48 @@ class Report:
 Verifier = Callable[[bytes, bytes], bool]
 
 
+@dataclass(frozen=True)
+class _Span:
+    first: int
+    last: int
+    first_utc: int | None
+    last_utc: int | None
+    message: str
+
+
 class _Findings:
     def __init__(self, camera: str) -> None:
         self.camera = camera
         self.items: list[Finding] = []
         self.counts: dict[str, int] = {}
+        self.spans: dict[tuple[str, str], list[_Span]] = {}
+
+    def span(self, kind: str, severity: str, first: int, last: int, message: str,
+             first_utc: int | None = None, last_utc: int | None = None) -> None:
+        """A finding over entries ``first..last``; overlapping or adjacent ones of the same
+        kind are merged into one finding by :meth:`flush`."""
+        self.spans.setdefault((kind, severity), []).append(
+            _Span(first, last, first_utc, last_utc, message))
+
+    def flush(self) -> None:
+        for (kind, severity), items in self.spans.items():
+            items.sort(key=lambda s: (s.first, s.last))
+            runs: list[tuple[int, list[_Span]]] = []
+            for it in items:
+                if runs and it.first <= runs[-1][0] + 1:
+                    runs[-1] = (max(runs[-1][0], it.last), runs[-1][1] + [it])
+                else:
+                    runs.append((it.last, [it]))
+            for hi, run in runs:
+                lo = run[0].first
+                firsts = [s.first_utc for s in run if s.first_utc is not None]
+                lasts = [s.last_utc for s in run if s.last_utc is not None]
+                message = run[0].message
+                if len(run) > 1:
+                    message += f" (and {len(run) - 1} more such findings, through seq {hi})"
+                self.add(kind, severity, message, lo, hi, min(firsts, default=None),
+                         max(lasts, default=None))
+        self.spans.clear()
 
     def add(self, kind: str, severity: str, message: str, first: int | None = None,
             last: int | None = None, first_utc: int | None = None,
@@ -177,6 +217,10 @@ def inspect_camera(
     hashes: list[str] = []
     checkpoints: list[tuple[Checkpoint, str, dict[str, Any]]] = []
     for pl in lines:
+        if pl.error is not None and pl.torn:
+            fx.add("unsigned_tail", WARNING, f"evidence line {pl.line}: {pl.error}: the "
+                   "recorder was stopped while writing it; it is not signed")
+            continue
         if pl.error is not None:
             fx.add("malformed_entry", ERROR, f"evidence line {pl.line}: {pl.error}")
             continue
@@ -187,9 +231,9 @@ def inspect_camera(
             fx.add("malformed_entry", ERROR, f"evidence line {pl.line}: {exc}")
             continue
         if entry.camera != camera:
-            fx.add("wrong_camera", ERROR,
-                   f"evidence line {pl.line} belongs to camera {entry.camera!r}, not {camera!r}",
-                   entry.seq)
+            fx.span("wrong_camera", ERROR, entry.seq, entry.seq,
+                    f"evidence line {pl.line} belongs to camera {entry.camera!r}, not {camera!r}",
+                    entry.utc_ns, entry.utc_ns)
             continue
         if isinstance(entry, Checkpoint):
             checkpoints.append((entry, digest, pl.value))
@@ -260,9 +304,9 @@ def inspect_camera(
             ctx_hash = rec.ctx
             _note_context(rep, anchor_contexts[rec.ctx])
         if rec.ctx != ctx_hash:
-            fx.add("context_mismatch", ERROR,
-                   f"entry seq {rec.seq} refers to a context that is not the one in force",
-                   rec.seq, first_utc=rec.utc_ns)
+            fx.span("context_mismatch", ERROR, rec.seq, rec.seq,
+                    f"entry seq {rec.seq} refers to a context that is not the one in force",
+                    rec.utc_ns, rec.utc_ns)
         if isinstance(rec, FrameRecord):
             frames.append(rec)
         else:
@@ -284,14 +328,25 @@ def inspect_camera(
                                anchor.checkpoint))
         except (RecordError, CanonicalError) as exc:
             fx.add("anchor_invalid", ERROR, f"the clip's starting checkpoint is invalid: {exc}")
+    # Each checkpoint newly covers the entries after the one before it: a finding about a
+    # checkpoint names that range, which holds the entry that was altered or not signed.
+    seq_utc = {r.seq: r.utc_ns for r in records}
+    covered_from = records[0].seq if records else 0
+    last_cp_seq = -1
     for cp, cp_hash, raw in cp_list:
         is_anchor = anchor is not None and raw is anchor.checkpoint
+        lo = min(covered_from, cp.seq)
+        covered_from = max(covered_from, cp.seq + 1)
+        last_cp_seq = max(last_cp_seq, cp.seq)
+        span = (f"entries seq {lo}..{cp.seq}" if lo < cp.seq else f"entry seq {cp.seq}")
+        lo_utc = seq_utc.get(lo, cp.utc_ns)
         body = {k: v for k, v in raw.items() if k != "sig"}
         ok = True
         if cp.key != trusted_key_id:
-            fx.add("untrusted_key", ERROR,
-                   f"checkpoint at seq {cp.seq} is signed by key {cp.key[:16]}…, not by the "
-                   f"trusted key {trusted_key_id[:16]}…", cp.seq, first_utc=cp.utc_ns)
+            fx.span("untrusted_key", ERROR, lo, cp.seq,
+                    f"checkpoint at seq {cp.seq} is signed by key {cp.key[:16]}…, not by the "
+                    f"trusted key {trusted_key_id[:16]}…: {span} are not signed by a trusted "
+                    "key", lo_utc, cp.utc_ns)
             ok = False
         else:
             try:
@@ -299,35 +354,39 @@ def inspect_camera(
             except ValueError:
                 sig = b""
             if not verify_signature(sig, canonical_bytes(body)):
-                fx.add("bad_signature", ERROR,
-                       f"checkpoint at seq {cp.seq} has an invalid signature", cp.seq,
-                       first_utc=cp.utc_ns)
+                fx.span("bad_signature", ERROR, lo, cp.seq,
+                        f"checkpoint at seq {cp.seq} has an invalid signature: {span} are not "
+                        "validly signed", lo_utc, cp.utc_ns)
                 ok = False
         if prev_cp is not None and cp.prev_checkpoint != prev_cp:
-            fx.add("checkpoint_chain", ERROR,
-                   f"checkpoint at seq {cp.seq} does not follow the previous checkpoint "
-                   "(a checkpoint was removed, reordered or altered)", cp.seq)
+            fx.span("checkpoint_chain", ERROR, lo, cp.seq,
+                    f"checkpoint at seq {cp.seq} does not follow the previous checkpoint "
+                    f"(a checkpoint covering {span} was removed, reordered or altered)",
+                    lo_utc, cp.utc_ns)
         prev_cp = cp_hash
         if is_anchor:
             continue  # its head is where the clip's chain starts (step 2)
         idx = by_seq.get(cp.seq)
         if idx is None:
-            fx.add("checkpoint_mismatch", ERROR,
-                   f"checkpoint signs entry seq {cp.seq}, which is not in the evidence", cp.seq,
-                   first_utc=cp.utc_ns)
+            fx.span("checkpoint_mismatch", ERROR, lo, cp.seq,
+                    f"checkpoint signs entry seq {cp.seq}, which is not in the evidence",
+                    lo_utc, cp.utc_ns)
             continue
         if hashes[idx] != cp.head:
-            fx.add("checkpoint_mismatch", ERROR,
-                   f"entry seq {cp.seq} is not the one its checkpoint signed: it was modified",
-                   cp.seq, first_utc=records[idx].utc_ns)
+            fx.span("checkpoint_mismatch", ERROR, lo, cp.seq,
+                    f"the chain head at entry seq {cp.seq} is not the one its checkpoint "
+                    f"signed: one of {span} was modified, removed or inserted",
+                    lo_utc, records[idx].utc_ns)
             continue
         if ok:
             rep.checkpoints += 1
             signed_upto = max(signed_upto, cp.seq)
-    unsigned = [r for r in records if r.seq > signed_upto]
+    # Entries after the last checkpoint are an unsigned tail (a crash, or added); entries
+    # under a checkpoint that failed are reported above, as errors.
+    unsigned = [r for r in records if r.seq > max(signed_upto, last_cp_seq)]
     if unsigned:
         fx.add("unsigned_tail", WARNING,
-               f"{len(unsigned)} evidence entries after the last valid checkpoint are not "
+               f"{len(unsigned)} evidence entries after the last checkpoint are not "
                "signed (the recorder stopped before signing them, or they were added)",
                unsigned[0].seq, unsigned[-1].seq, unsigned[0].utc_ns, unsigned[-1].utc_ns)
 
@@ -366,119 +425,253 @@ def inspect_camera(
         rep.media_checked = True
         rep.observed_frames = len(observed)
         _check_media(fx, frames, observed, media_problems, signed_upto, interrupted)
+    fx.flush()
     return rep, fx.items
+
+
+@dataclass(frozen=True)
+class _Loose:
+    """A frame of the media the alignment left without a record at its place."""
+
+    obs: ObservedFrame
+    pos: int
+    after: FrameRecord | None  # the record before its place in the evidence
+    before: FrameRecord | None  # the record after its place
 
 
 def _check_media(fx: _Findings, frames: Sequence[FrameRecord],
                  observed: Sequence[ObservedFrame], problems: Sequence[MediaProblem],
                  signed_upto: int, interrupted: set[str]) -> None:
+    """Step 5: align the recorded digests with the observed ones (difflib), then explain
+    every difference: a frame altered in place, missing, moved, repeated or inserted."""
     rec_d = [f.digest for f in frames]
     obs_d = [o.digest for o in observed]
     rec_set, obs_set = set(rec_d), set(obs_d)
-    last_signed_obs: dict[str, int] = {}
+    frames_by_seq = {f.seq: f for f in frames}
+    rec_index = {f.seq: i for i, f in enumerate(frames)}
+    last_signed_frame = max((f.seq for f in frames if f.seq <= signed_upto), default=-1)
     matcher = difflib.SequenceMatcher(None, rec_d, obs_d, autojunk=False)
     matched: list[tuple[FrameRecord, ObservedFrame]] = []
+    matched_at: dict[int, int] = {}  # observed position -> index in ``matched``
+    lost: list[FrameRecord] = []  # records whose frame is not at its place in the media
+    loose: list[_Loose] = []  # frames of the media without a record at their place
+    modified: list[tuple[FrameRecord, ObservedFrame]] = []
+    last_matched_pos = -1
 
-    def missing(recs: Sequence[FrameRecord]) -> None:
-        signed = [r for r in recs if r.seq <= signed_upto]
-        moved = [r.seq for r in signed if r.digest in obs_set]
-        gone = [r for r in signed if r.digest not in obs_set]
-        for a, b in _ranges(moved):
-            fx.add("frame_reordered", ERROR,
-                   f"frames seq {a}..{b} are not where the evidence puts them", a, b,
-                   frames_by_seq[a].utc_ns, frames_by_seq[b].utc_ns)
-        for a, b in _ranges([r.seq for r in gone]):
-            fx.add("frame_missing", ERROR,
-                   f"frames seq {a}..{b} are in the signed evidence but not in the media",
-                   a, b, frames_by_seq[a].utc_ns, frames_by_seq[b].utc_ns)
+    def at(i: int) -> FrameRecord | None:
+        return frames[i] if 0 <= i < len(frames) else None
 
-    def extra(obs: Sequence[ObservedFrame], after: FrameRecord | None,
-              tail: bool = False) -> None:
-        for o in obs:
-            where = f"{o.segment} frame {o.index}"
-            near = after.seq if after is not None else None
-            near_utc = after.utc_ns if after is not None else None
-            # A crashed segment's frames after its last signed one are explained by the
-            # signed recorder_start event, even when a frame repeats an earlier picture.
-            if o.segment in interrupted and o.index > last_signed_obs.get(o.segment, -1):
-                fx.add("unsigned_frames", WARNING,
-                       f"{where} was written before a crash and never signed", near,
-                       first_utc=near_utc)
-            elif o.digest in rec_set:
-                fx.add("frame_duplicated", ERROR,
-                       f"{where} repeats a recorded frame out of place", near,
-                       first_utc=near_utc)
-            elif tail and (after is None or after.seq >= last_signed_frame):
-                fx.add("unsigned_frames", WARNING,
-                       f"{where}, at the end of the media, has no signed record (written "
-                       "after the last checkpoint)", near, first_utc=near_utc)
-            else:
-                fx.add("frame_inserted", ERROR, f"{where} is not in the evidence"
-                       + ("" if near is None else f" (after frame seq {near})"), near,
-                       first_utc=near_utc)
-
-    frames_by_seq = {f.seq: f for f in frames}
-    last_signed_frame = max((f.seq for f in frames if f.seq <= signed_upto), default=-1)
-    ops = matcher.get_opcodes()
-    for tag, i1, i2, j1, _j2 in ops:
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             for k in range(i2 - i1):
-                rec, obs = frames[i1 + k], observed[j1 + k]
-                matched.append((rec, obs))
-                if rec.seq <= signed_upto:
-                    last_signed_obs[obs.segment] = max(last_signed_obs.get(obs.segment, -1),
-                                                       obs.index)
-    for tag, i1, i2, j1, j2 in ops:
-        after = frames[i1 - 1] if i1 > 0 else None
-        if tag == "delete":
-            missing(frames[i1:i2])
-        elif tag == "insert":
-            extra(observed[j1:j2], after, tail=j2 == len(observed))
-        elif tag == "replace":
-            pairs = min(i2 - i1, j2 - j1)
-            for k in range(pairs):
-                rec, obs = frames[i1 + k], observed[j1 + k]
-                if rec.digest in obs_set or obs.digest in rec_set:
-                    missing([rec])
-                    extra([obs], after)
-                elif rec.seq > signed_upto:
-                    continue
-                else:
-                    fx.add("frame_modified", ERROR,
-                           f"frame seq {rec.seq} ({obs.segment} frame {obs.index}) does not "
-                           "match its signed digest: the picture data was altered or replaced",
-                           rec.seq, first_utc=rec.utc_ns)
-            missing(frames[i1 + pairs:i2])
-            extra(observed[j1 + pairs:j2], frames[i1 + pairs - 1] if i1 + pairs > 0 else None,
-                  tail=j2 == len(observed))
+                matched_at[j1 + k] = len(matched)
+                matched.append((frames[i1 + k], observed[j1 + k]))
+            last_matched_pos = j2 - 1
+            continue
+        # A picture found elsewhere on the other side was moved or repeated, not altered
+        # in place: set it aside. The others are paired in order: altered in place.
+        unknown_r = [r for r in frames[i1:i2] if r.digest not in obs_set]
+        unknown_o = [j for j in range(j1, j2) if obs_d[j] not in rec_set]
+        pairs = min(len(unknown_r), len(unknown_o))
+        modified.extend((unknown_r[k], observed[unknown_o[k]]) for k in range(pairs))
+        paired_r = {r.seq for r in unknown_r[:pairs]}
+        paired_o = set(unknown_o[:pairs])
+        lost.extend(r for r in frames[i1:i2] if r.seq not in paired_r)
+        loose.extend(_Loose(observed[j], j, at(i1 - 1), at(i2))
+                     for j in range(j1, j2) if j not in paired_o)
 
-    # Parameter sets and timestamps of the frames that match.
-    ref: dict[str, tuple[FrameRecord, ObservedFrame]] = {}
-    bad_ts: list[int] = []
-    for rec, obs in matched:
-        if rec.params != obs.params:
-            fx.add("params_modified", ERROR,
-                   f"frame seq {rec.seq}: the parameter sets in force (SPS/PPS) differ from "
-                   "the recorded ones", rec.seq, first_utc=rec.utc_ns)
+    # Presentation times: a container may shift all times of a file (or segment) by a
+    # constant. The shift most matched frames share is the reference, so one altered
+    # time is reported as itself, wherever it is. Shifts are integers in units of
+    # 1/scale s (scale: a common denominator of the two time bases): no per-frame
+    # Fraction arithmetic.
+    factors: dict[tuple[tuple[int, int], str], tuple[int, int, int]] = {}
+
+    def shift(rec: FrameRecord, obs: ObservedFrame) -> tuple[int, int] | None:
         if rec.pts is None or obs.pts is None:
+            return None
+        key = (rec.tb, obs.segment)  # one stream, one time base per segment
+        f = factors.get(key)
+        if f is None:
+            r_tb, o_tb = Fraction(*rec.tb), obs.time_base
+            scale = math.lcm(r_tb.denominator, o_tb.denominator)
+            f = factors[key] = (r_tb.numerator * (scale // r_tb.denominator),
+                                o_tb.numerator * (scale // o_tb.denominator), scale)
+        return obs.pts * f[1] - rec.pts * f[0], f[2]
+
+    shifts = [shift(rec, obs) for rec, obs in matched]
+    counts: dict[str, Counter[tuple[int, int]]] = {}
+    for (_, obs), d in zip(matched, shifts, strict=True):
+        if d is not None:
+            c = counts.get(obs.segment)
+            if c is None:
+                c = counts[obs.segment] = Counter()
+            c[d] += 1
+    reference = {seg: c.most_common(1)[0][0] for seg, c in counts.items()}
+    tol_num, tol_den = TIME_TOLERANCE.numerator, TIME_TOLERANCE.denominator
+
+    def on_time(d: tuple[int, int] | None, segment: str) -> bool | None:
+        ref = reference.get(segment)
+        if d is None or ref is None:
+            return None
+        if d == ref:
+            return True
+        return abs(d[0] * ref[1] - ref[0] * d[1]) * tol_den <= tol_num * d[1] * ref[1]
+
+    # A repeated picture next to its original: the copy at the recorded time is the
+    # original, whichever of the two the alignment picked.
+    for k, item in enumerate(loose):
+        for pos in (item.pos - 1, item.pos + 1):
+            mi = matched_at.get(pos)
+            if mi is None or matched[mi][0].digest != item.obs.digest:
+                continue
+            rec, obs = matched[mi]
+            d = shift(rec, item.obs)
+            if (on_time(d, item.obs.segment) is True
+                    and on_time(shifts[mi], obs.segment) is False):
+                matched[mi], shifts[mi] = (rec, item.obs), d
+                del matched_at[pos]
+                matched_at[item.pos] = mi
+                i = rec_index[rec.seq]
+                loose[k] = (_Loose(obs, pos, rec, at(i + 1)) if pos > item.pos else
+                            _Loose(obs, pos, at(i - 1), rec))
+                break
+    last_signed_obs: dict[str, int] = {}
+    for rec, obs in matched:
+        if rec.seq <= signed_upto:
+            last_signed_obs[obs.segment] = max(last_signed_obs.get(obs.segment, -1), obs.index)
+
+    def where(o: ObservedFrame) -> str:
+        return f"{o.segment} frame {o.index}"
+
+    # Altered in place (records after the last checkpoint are the unsigned tail).
+    by_seq_obs = {r.seq: o for r, o in modified}
+    for a, b in _ranges([r.seq for r, _ in modified if r.seq <= signed_upto]):
+        oa, ob = by_seq_obs[a], by_seq_obs[b]
+        what = (f"frame seq {a} ({where(oa)}) does not match its signed digest" if a == b else
+                f"frames seq {a}..{b} ({where(oa)} to {where(ob)}) do not match their "
+                "signed digests")
+        fx.span("frame_modified", ERROR, a, b,
+                f"{what}: the picture data was altered or replaced",
+                frames_by_seq[a].utc_ns, frames_by_seq[b].utc_ns)
+
+    # Moved: a record's picture is in the media, but elsewhere. The finding spans the
+    # frames it was moved across.
+    pool: dict[str, list[_Loose]] = {}
+    for item in loose:
+        pool.setdefault(item.obs.digest, []).append(item)
+    consumed: set[int] = set()
+    gone: list[int] = []
+    for r in lost:
+        candidates = pool.get(r.digest)
+        if not candidates:
+            if r.seq <= signed_upto:
+                gone.append(r.seq)
             continue
-        if obs.segment not in ref:
-            ref[obs.segment] = (rec, obs)
+        item = min(candidates, key=lambda c: abs(
+            (c.after.seq if c.after is not None else -1) - r.seq))
+        candidates.remove(item)
+        consumed.add(item.pos)
+        if r.seq > signed_upto:
             continue
-        r0, o0 = ref[obs.segment]
-        assert r0.pts is not None and o0.pts is not None
-        d_rec = (rec.pts - r0.pts) * Fraction(*rec.tb)
-        d_obs = (obs.pts - o0.pts) * obs.time_base
-        if abs(d_rec - d_obs) > TIME_TOLERANCE:
-            bad_ts.append(rec.seq)
+        if item.after is not None and item.after.seq > r.seq:
+            lo, hi, rel = r.seq, item.after.seq, f"after frame seq {item.after.seq}"
+        elif item.before is not None and item.before.seq < r.seq:
+            lo, hi, rel = item.before.seq, r.seq, f"before frame seq {item.before.seq}"
+        else:
+            lo, hi, rel = r.seq, r.seq, "out of its place"
+        fx.span("frame_reordered", ERROR, lo, hi,
+                f"frame seq {r.seq} is at {where(item.obs)}, {rel}: the order of the frames "
+                "differs from the signed evidence",
+                frames_by_seq[lo].utc_ns, frames_by_seq[hi].utc_ns)
+    for a, b in _ranges(gone):
+        fx.span("frame_missing", ERROR, a, b,
+                (f"frame seq {a} is" if a == b else f"frames seq {a}..{b} are")
+                + " in the signed evidence but not in the media",
+                frames_by_seq[a].utc_ns, frames_by_seq[b].utc_ns)
+
+    # Frames of the media that no record explains.
+    recs_by_digest: dict[str, list[FrameRecord]] = {}
+    for f in frames:
+        recs_by_digest.setdefault(f.digest, []).append(f)
+    groups: list[tuple[str, list[_Loose]]] = []
+    for item in sorted(loose, key=lambda x: x.pos):
+        if item.pos in consumed:
+            continue
+        o = item.obs
+        # A crashed segment's frames after its last signed one are explained by the
+        # signed recorder_start event, even when a frame repeats an earlier picture.
+        if o.segment in interrupted and o.index > last_signed_obs.get(o.segment, -1):
+            kind = "crash_tail"
+        elif o.digest in rec_set:
+            kind = "frame_duplicated"
+        elif item.pos > last_matched_pos and (item.after is None
+                                              or item.after.seq >= last_signed_frame):
+            kind = "end_tail"
+        else:
+            kind = "frame_inserted"
+        if (groups and groups[-1][0] == kind and kind != "frame_duplicated"
+                and groups[-1][1][-1].pos == item.pos - 1
+                and groups[-1][1][-1].after is item.after):
+            groups[-1][1].append(item)
+        else:
+            groups.append((kind, [item]))
+    for kind, items in groups:
+        first, last = items[0], items[-1]
+        span = (where(first.obs) if first is last else
+                f"{where(first.obs)} to {where(last.obs)} ({len(items)} frames)")
+        near = first.after if first.after is not None else first.before
+        near_seq = near.seq if near is not None else None
+        near_utc = near.utc_ns if near is not None else None
+        place = "" if first.after is None else f" (after frame seq {first.after.seq})"
+        if kind == "crash_tail":
+            fx.add("unsigned_frames", WARNING, f"{span}: written before a crash and never "
+                   "signed", near_seq, first_utc=near_utc)
+        elif kind == "end_tail":
+            fx.add("unsigned_frames", WARNING, f"{span}, at the end of the media, has no "
+                   "signed record (written after the last checkpoint)", near_seq,
+                   first_utc=near_utc)
+        elif kind == "frame_inserted":
+            fx.add("frame_inserted", ERROR, f"{span} {'is' if first is last else 'are'} not "
+                   f"in the evidence{place}", near_seq, first_utc=near_utc)
+        else:
+            pos_seq = near_seq if near_seq is not None else 0
+            orig = min(recs_by_digest[first.obs.digest], key=lambda f: abs(f.seq - pos_seq))
+            lo, hi = min(orig.seq, pos_seq), max(orig.seq, pos_seq)
+            if near_seq is None:
+                lo = hi = orig.seq
+            fx.span("frame_duplicated", ERROR, lo, hi,
+                    f"{span} repeats frame seq {orig.seq}{place}",
+                    frames_by_seq[lo].utc_ns, frames_by_seq[hi].utc_ns)
+
+    # Parameter sets and presentation times of the frames that match.
+    bad_params = sorted(rec.seq for rec, obs in matched
+                        if rec.params != obs.params and rec.seq <= signed_upto)
+    bad_ts = sorted(rec.seq for (rec, obs), d in zip(matched, shifts, strict=True)
+                    if on_time(d, obs.segment) is False)
+    for a, b in _ranges(bad_params):
+        fx.span("params_modified", ERROR, a, b,
+                f"frames seq {a}..{b}: the parameter sets in force (SPS/PPS) differ from "
+                "the recorded ones", frames_by_seq[a].utc_ns, frames_by_seq[b].utc_ns)
     for a, b in _ranges(bad_ts):
-        fx.add("timestamp_modified", ERROR,
-               f"frames seq {a}..{b}: presentation times in the media differ from the "
-               "recorded ones", a, b, frames_by_seq[a].utc_ns, frames_by_seq[b].utc_ns)
+        fx.span("timestamp_modified", ERROR, a, b,
+                f"frames seq {a}..{b}: presentation times in the media differ from the "
+                "recorded ones", frames_by_seq[a].utc_ns, frames_by_seq[b].utc_ns)
+    # The last segment is still open while recording, and cut short or empty after a
+    # crash: harmless as long as the last signed frame is in the media before it.
+    last_segment = max([p.segment for p in problems] + [o.segment for o in observed[-1:]],
+                       default=None)
+    signed_all_there = last_signed_frame < 0 or any(
+        rec.seq == last_signed_frame for rec, _ in matched)
     for p in problems:
         if p.segment in interrupted:
             fx.add("unsigned_frames", WARNING,
                    f"{p.segment}: cut short by a crash after frame {p.after_index}: {p.message}")
+        elif p.segment == last_segment and signed_all_there:
+            fx.add("unsigned_frames", WARNING,
+                   f"{p.segment}: the last segment ends after frame {p.after_index} "
+                   f"({p.message}); no signed frame is in the unreadable part (the recorder "
+                   "was stopped or is still writing)")
         else:
             fx.add("media_damaged", ERROR,
                    f"{p.segment}: unreadable after frame {p.after_index}: {p.message}")
