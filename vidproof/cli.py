@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--stamp", action="store_true", help="burn in date, time and location")
     r.add_argument("--segment-seconds", type=_positive, default=60.0)
     r.add_argument("--status-file", type=Path, help="write health for a supervisor here")
+    r.add_argument("--tls-ca", type=Path,
+                   help="CA certificate (PEM) that an rtsps:// camera must present; without "
+                        "it the camera's certificate is not checked")
     r.add_argument("--wide-shot", action="store_true",
                    help="the camera does not film people close up (lower decree minimums)")
 
@@ -148,7 +151,8 @@ def _record(args: argparse.Namespace) -> int:
         if not source:
             raise UsageError(f"--source {args.source}: that environment variable is not set")
     settings = RecordSettings(source, args.camera_id, location, args.store,
-                              args.duration, args.fast, args.segment_seconds, args.status_file)
+                              args.duration, args.fast, args.segment_seconds, args.status_file,
+                              args.tls_ca)
     result = Recorder(settings, signer, stop=lambda: stopping).run()
     print(f"recorded {result.frames} frames in {result.segments} segments, "
           f"{result.checkpoints} signed checkpoints, {result.events} camera events")
@@ -275,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"verdict": "error", "error": message, "camera_ids": [],
                               "frames": 0, "first_utc": None, "last_utc": None,
                               "findings": []}))
+        return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader of our output went away (e.g. `vidproof verify --json | head`).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("vidproof: interrupted", file=sys.stderr)

@@ -7,6 +7,7 @@ knows nothing of digests or signing.
 
 from __future__ import annotations
 
+import errno
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -196,7 +197,10 @@ def media_file(path: str, *, fast: bool, duration: float | None,
                 if packet.size == 0:
                     continue
                 ts = packet.pts if packet.pts is not None else packet.dts
-                utc, offset = pacer.utc_ns(None if ts is None else float(ts * tb))
+                # ts * num / den: int true division, rounded like float(ts * tb), without
+                # a Fraction per packet
+                utc, offset = pacer.utc_ns(None if ts is None
+                                           else ts * tb.numerator / tb.denominator)
                 if duration is not None and offset >= duration:
                     break
                 yield CodedFrame(bytes(packet), packet.pts, packet.dts, tb,
@@ -209,9 +213,15 @@ def media_file(path: str, *, fast: bool, duration: float | None,
 
 @dataclass
 class Backoff:
+    """Waits between reconnection attempts: ``first``, then doubling, up to ``maximum`` s."""
+
     first: float = 0.5
-    maximum: float = 10.0
+    maximum: float = 5.0
     current: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.first <= self.maximum:
+            raise ValueError("back-off needs 0 < first <= maximum")
 
     def next(self) -> float:
         self.current = self.first if not self.current else min(self.current * 2, self.maximum)
@@ -221,72 +231,156 @@ class Backoff:
         self.current = 0.0
 
 
+# FFmpeg probes a stream by reading packets until it has seen enough of it; an RTSP
+# camera describes its stream in the SDP (size, parameter sets), so a short probe
+# gets the first frames to the recorder as they arrive, not in a burst a second late.
+_QUICK_PROBE = {"probesize": "32", "analyzeduration": "0"}
+
+
+def _camera_clock_ns(container: Any, pts: int | None, tb: Fraction) -> int | None:
+    """The camera's own wall clock for a frame, from its RTCP sender reports.
+
+    FFmpeg maps the first sender report's NTP time to pts 0 of the stream
+    (``start_time_realtime``, µs since the Unix epoch; RFC 3550 section 6.4.1);
+    the frame's RTP timestamp carries it forward. ``None`` until the first
+    sender report has arrived, or when the camera sends none.
+    """
+    realtime = container.start_time_realtime
+    if realtime is None or realtime <= 0 or pts is None:
+        return None
+    ticks = pts * tb * 1_000_000_000
+    return int(realtime) * 1000 + round(ticks)
+
+
+def _open_rtsp(url: str, open_timeout: float, read_timeout: float,
+               tls_ca: Path | None) -> Any:
+    """Open an RTSP(S) camera over TCP (interleaved RTP: no UDP through firewalls and
+    NAT, no packet loss). ``timeout`` bounds each socket operation inside FFmpeg;
+    PyAV's ``(open, read)`` timeouts bound the whole opening and each read. With
+    ``tls_ca``, an ``rtsps://`` camera must present a certificate issued by it for
+    its host name; without, FFmpeg does not check the certificate."""
+    options = {"rtsp_transport": "tcp", "timeout": str(int(read_timeout * 1e6))}
+    if tls_ca is not None:
+        options.update(tls_verify="1", ca_file=str(tls_ca))
+    timeout = (open_timeout, read_timeout)
+    container = av.open(url, options={**options, **_QUICK_PROBE}, timeout=timeout)
+    stream = container.streams.video[0] if container.streams.video else None
+    if stream is not None and stream.codec_context.width and stream.codec_context.height:
+        return container
+    # The SDP did not describe the picture: probe the stream itself.
+    container.close()
+    return av.open(url, options=options, timeout=timeout)
+
+
+def _failure(exc: Exception, timeout: float, since: float) -> str:
+    """Why a camera could not be opened or read. A timeout interrupts FFmpeg, which
+    then reports either "exit requested" or whatever the interrupted step made of it
+    (e.g. "invalid data" in the middle of the RTSP handshake): judge by the clock."""
+    if isinstance(exc, av.ExitError) or time.monotonic() - since >= timeout:
+        return f"no answer from the camera within {timeout:.3g} s"
+    return getattr(exc, "strerror", None) or str(exc)
+
+
 def rtsp(url: str, *, duration: float | None, clock: Clock, connect_timeout: float = 10.0,
          read_timeout: float = 5.0, backoff: Backoff | None = None,
-         stop: Callable[[], bool] = lambda: False) -> Iterator[SourceItem]:
-    """An RTSP/RTSPS camera over TCP, reconnecting with exponential back-off."""
+         stop: Callable[[], bool] = lambda: False, stable_after: float = 10.0,
+         tls_ca: Path | None = None) -> Iterator[SourceItem]:
+    """An RTSP or RTSPS camera, read over TCP, reconnecting with exponential back-off.
+
+    The first connection must succeed (else :class:`SourceError`). Later, when the
+    stream ends, errs or stays silent for ``read_timeout`` s, a :class:`SourceLost`
+    is yielded and the camera is called again after a back-off delay (reset once a
+    connection has delivered frames for ``stable_after`` s), until ``duration`` s
+    have passed since the start or ``stop()`` is true. Each (re)connection starts
+    with a :class:`StreamInfo`, at the first keyframe. Back-off waits end when the
+    duration does; connection attempts get at most the time left (and at least
+    0.1 s); a read from a camera that hangs gives up after ``read_timeout`` s.
+    ``tls_ca``: see :func:`_open_rtsp`.
+    """
+    if read_timeout <= 0 or connect_timeout <= 0:
+        raise ValueError("timeouts must be positive")
+    if tls_ca is not None and not Path(tls_ca).is_file():
+        raise UsageError(f"TLS CA file {tls_ca} does not exist")
     safe = redact(url)
     backoff = backoff or Backoff()
     started = time.monotonic()
-    ever_connected = False
-    options = {"rtsp_transport": "tcp", "timeout": str(int(read_timeout * 1e6))}
+
+    def remaining() -> float:
+        return float("inf") if duration is None else started + duration - time.monotonic()
 
     def expired() -> bool:
-        return stop() or (duration is not None and time.monotonic() - started >= duration)
+        return stop() or remaining() <= 0
 
+    def wait(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not expired() and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
+
+    connected_once = False
     while not expired():
+        open_timeout = max(0.1, min(connect_timeout, remaining()))
+        attempt = time.monotonic()
         try:
-            container = av.open(url, options=options, timeout=(connect_timeout, read_timeout))
+            container = _open_rtsp(url, open_timeout, read_timeout, tls_ca)
         except (av.FFmpegError, OSError) as exc:
-            if not ever_connected:
-                raise _open_error(safe, exc) from None
-            time.sleep(backoff.next())
+            if not connected_once:
+                reason = _failure(exc, open_timeout, attempt)
+                if tls_ca is not None and getattr(exc, "errno", None) == errno.EIO:
+                    reason += (f" (TLS: the camera's certificate may not be issued by {tls_ca} "
+                               "for this host name)")
+                raise SourceError(f"cannot open {safe}: {reason}") from None
+            wait(backoff.next())
             continue
+        live_since: float | None = None
+        last_read = time.monotonic()
         try:
             if not container.streams.video:
                 raise SourceError(f"{safe} has no video stream")
             stream = container.streams.video[0]
             tb = _time_base(stream, safe)
             skipped = 0
-            announced = False
-            for packet in container.demux(stream):
-                if expired():
-                    break
-                if packet.size == 0:
-                    continue
-                now = clock()
-                if not announced:
-                    if not packet.is_keyframe:
-                        skipped += 1
+            packets = container.demux(stream)
+            try:
+                for packet in packets:
+                    last_read = time.monotonic()
+                    if expired():
+                        break
+                    if packet.size == 0:
                         continue
-                    yield _stream_info(stream, safe, "wall", skipped)
-                    announced, ever_connected = True, True
-                    backoff.reset()
-                cam = None
-                realtime = container.start_time_realtime
-                if realtime is not None and packet.pts is not None:
-                    cam = realtime * 1000 + round((packet.pts - (stream.start_time or 0)) * tb * 10**9)
-                yield CodedFrame(bytes(packet), packet.pts, packet.dts, tb, packet.is_keyframe,
-                                 now, cam)
-            reason = "stream ended"
+                    if live_since is None:
+                        if not packet.is_keyframe:
+                            skipped += 1  # undecodable without the keyframe before it
+                            continue
+                        yield _stream_info(stream, safe, "wall", skipped)
+                        live_since, connected_once = time.monotonic(), True
+                    elif backoff.current and time.monotonic() - live_since >= stable_after:
+                        backoff.reset()
+                    yield CodedFrame(bytes(packet), packet.pts, packet.dts, tb,
+                                     packet.is_keyframe, clock(),
+                                     _camera_clock_ns(container, packet.pts, tb))
+                reason = "the camera ended the stream"
+            finally:
+                packets.close()
         except av.FFmpegError as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
+            reason = _failure(exc, read_timeout, last_read)
         finally:
             container.close()
         if expired():
             break
-        if ever_connected:
+        if live_since is not None:
             yield SourceLost(clock(), reason)
-        time.sleep(backoff.next())
+        elif not connected_once:
+            raise SourceError(f"{safe}: {reason} before its first keyframe")
+        wait(backoff.next())
 
 
 def open_source(spec: str, *, fast: bool, duration: float | None,
-                clock: Clock = time.time_ns, stop: Callable[[], bool] = lambda: False
-                ) -> Iterator[SourceItem]:
+                clock: Clock = time.time_ns, stop: Callable[[], bool] = lambda: False,
+                tls_ca: Path | None = None) -> Iterator[SourceItem]:
     if spec.startswith("testsrc"):
         return testsrc(spec, fast=fast, duration=duration, clock=clock)
     if spec.startswith(("rtsp://", "rtsps://")):
-        return rtsp(spec, duration=duration, clock=clock, stop=stop)
+        return rtsp(spec, duration=duration, clock=clock, stop=stop, tls_ca=tls_ca)
     if spec.startswith("device:"):
         raise UsageError(f"source {spec!r}: local devices deliver raw frames and need --stamp, "
                          "which this build does not support yet")

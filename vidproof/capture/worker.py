@@ -43,6 +43,7 @@ class RecordSettings:
     fast: bool = False
     segment_seconds: float = 60.0
     status_file: Path | None = None
+    tls_ca: Path | None = None  # CA certificate that an rtsps:// camera must present
 
 
 @dataclass
@@ -106,6 +107,7 @@ class Recorder:
         # fails here, and the crash recovery below is done (and signed, in the
         # recorder_start event) by a run that actually records.
         source = open_source(s.source, fast=s.fast, duration=s.duration, clock=self.clock,
+                             tls_ca=s.tls_ca,
                              stop=self.stop)
         first = next(source, None)
         self.cam_dir.mkdir(parents=True, exist_ok=True)
@@ -118,6 +120,8 @@ class Recorder:
         lost: SourceLost | None = None
         try:
             for item in itertools.chain(() if first is None else (first,), source):
+                if self.stop():
+                    break  # SIGTERM: testsrc and file sources do not watch stop() themselves
                 if isinstance(item, StreamInfo):
                     now = self.clock()
                     chain.checkpoint(now)
