@@ -89,7 +89,7 @@ def _self_check(work: Path, signer: Signer) -> dict[str, Any]:
 
         (root / "SHA256SUMS").write_text("".join(
             f"{file_sha256(work / n)}  {n}\n" for n in ("clip.mp4", "evidence.json")))
-        return report_json(inspect_bundle(root, TrustedKey(signer.public)))
+        return report_json(inspect_bundle(root, TrustedKey(signer.public), pages=False))
 
 
 def _print_pdf(html_path: Path, pdf_path: Path) -> bool:
@@ -120,7 +120,8 @@ def render_bundle_pages(work: Path, req: ExportRequest, evidence: dict[str, Any]
     exp = evidence["export"]
     frames = [e for e in evidence["entries"] if e["type"] == "frame"]
     events = [e for e in evidence["entries"] if e["type"] == "event"]
-    first_ns, last_ns = frames[0]["utc_ns"], frames[-1]["utc_ns"]
+    shown = sorted(frames, key=lambda f: f["utc_ns"])  # presentation order
+    first_ns, last_ns = shown[0]["utc_ns"], shown[-1]["utc_ns"]
     times = sorted(clip.frame_times)
     duration = times[-1] - times[0] + (times[1] - times[0] if len(times) > 1 else 0)
     fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] \
@@ -129,7 +130,8 @@ def render_bundle_pages(work: Path, req: ExportRequest, evidence: dict[str, Any]
     e = html.escape
     offset = datetime.fromtimestamp(first_ns / 1e9, tz=tz).strftime("%z")
     tzname = getattr(tz, "key", None) or str(tz)
-    digests = {n: file_sha256(work / n) for n in ("clip.mp4", "evidence.json")}
+    # evidence.json is not listed: it signs these pages, after they are made.
+    digests = {n: file_sha256(work / n) for n in ("clip.mp4",)}
     thumbs = _thumbnails(work / "clip.mp4", clip.frames)
     findings = check["findings"]
     problems = [f for f in findings if f["severity"] in ("error", "warning")]
@@ -144,12 +146,12 @@ def render_bundle_pages(work: Path, req: ExportRequest, evidence: dict[str, Any]
     thumbs_html = "".join(
         f'<figure><img src="{uri}" alt="frame {i + 1}" width="{THUMB_WIDTH}">'
         f"<figcaption>Frame {i + 1} of {clip.frames}, "
-        f"{e(iso_ns(frames[min(i, len(frames) - 1)]['utc_ns']))}</figcaption></figure>"
+        f"{e(iso_ns(shown[min(i, len(shown) - 1)]['utc_ns']))}</figcaption></figure>"
         for i, uri in thumbs)
     trimmed_note = ("<p><b>Note:</b> the end of the requested range was still being "
                     "recorded and signed when exported; the clip stops at the last signed "
                     "frame.</p>" if trimmed else "")
-    file_rows = "".join(f"<tr><td>{e(n)}</td><td><code>{d}</code></td></tr>"
+    file_rows = "".join(f"<tr><th>SHA-256 of {e(n)}</th><td><code>{d}</code></td></tr>"
                         for n, d in digests.items())
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -218,7 +220,9 @@ frame. The clip also plays in any player (VLC, a browser) with subtitles showing
 before the first frame)</td></tr>
 {file_rows}
 </table>
-<p>The SHA-256 of this report and of the player are in SHA256SUMS.
+<p>SHA256SUMS lists the SHA-256 of every file of the bundle. The export record in
+evidence.json, signed by the recorder, gives the SHA-256 of the clip, of this report and of
+the player, so that none of them can be altered unnoticed by <code>vidproof verify</code>.
 The evidence format is documented in vidproof's docs/FORMAT.md.</p>
 </body></html>
 """
@@ -232,7 +236,8 @@ The evidence format is documented in vidproof's docs/FORMAT.md.</p>
         "frames": [{"seq": f["seq"], "t": t, "utc_ns": str(f["utc_ns"]), "key": f["key"]}
                    for f, t in sorted(zip(frames, clip.frame_times, strict=True),
                                       key=lambda ft: ft[1])],
-        "sha256": {**digests, "report.html": file_sha256(work / "report.html")},
+        "sha256": {**digests, **{n: file_sha256(work / n) for n in ("report.html", "report.pdf")
+                                 if (work / n).is_file()}},
         "case": req.case, "exported_utc": iso_ns(exp["utc_ns"]), "officer": req.officer,
     }
     from .player.render import render_player

@@ -41,6 +41,7 @@ from .store import EVIDENCE, list_segments
 BUNDLE_FORMAT = "vidproof-bundle/1"
 CLIP, EVIDENCE_JSON, REPORT_HTML, REPORT_PDF = "clip.mp4", "evidence.json", "report.html", "report.pdf"
 PLAYER_HTML, SUMS = "player.html", "SHA256SUMS"
+PAGES = (REPORT_HTML, REPORT_PDF, PLAYER_HTML)  # signed by the export record
 _TEMPLATE = Path(__file__).parent / "data" / "movtext-template.mp4"
 
 
@@ -171,8 +172,22 @@ class _Packet:
     keyframe: bool
 
 
+def _segment_shift(seg_pts: int | None, frame: dict[str, Any], tb: Fraction) -> int:
+    """How far a segment's timestamps are from the signed ones, in the segment's time base.
+
+    The MPEG-TS muxer moves a segment's timestamps when its first decoding time is
+    negative (B-frames), or missing (some MKV sources): segments then disagree with each
+    other, and their packets cannot be joined as they are. The signed records' pts, put
+    in the segment's time base, give each segment's offset."""
+    pts, rec_tb = frame.get("pts"), frame.get("tb")
+    if seg_pts is None or not isinstance(pts, int) or not tb or not isinstance(rec_tb, list):
+        return 0
+    return seg_pts - round(pts * Fraction(rec_tb[0], rec_tb[1]) / tb)
+
+
 def _iter_frames(cam_dir: Path, sel: Selection) -> Iterator[tuple[_Packet, Any]]:
-    """The recorded packets of the selection, in order, with the stream they come from."""
+    """The recorded packets of the selection, in order, with the stream they come from;
+    timestamps as signed (see :func:`_segment_shift`)."""
     seq_of = {f["digest"]: f["seq"] for f in sel.frames}
     segments = list_segments(cam_dir)
     # Skip segments that end before the selection: a segment's first frame tells where it starts.
@@ -192,6 +207,7 @@ def _iter_frames(cam_dir: Path, sel: Selection) -> Iterator[tuple[_Packet, Any]]
             stream = c.streams.video[0]
             cc = stream.codec_context
             hasher = FrameHasher(cc.name, bytes(cc.extradata) if cc.extradata else None)
+            shift: int | None = None
             for p in c.demux(stream):
                 if not p.size:
                     continue
@@ -201,8 +217,12 @@ def _iter_frames(cam_dir: Path, sel: Selection) -> Iterator[tuple[_Packet, Any]]
                 except BitstreamError:
                     continue
                 if pos < len(wanted) and digest == wanted[pos]:
+                    tb = Fraction(stream.time_base or 0)
+                    if shift is None:
+                        shift = _segment_shift(p.pts, sel.frames[pos], tb)
                     pos += 1
-                    yield _Packet(data, p.pts, p.dts, Fraction(stream.time_base or 0),
+                    yield _Packet(data, None if p.pts is None else p.pts - shift,
+                                  None if p.dts is None else p.dts - shift, tb,
                                   p.is_keyframe), stream
                 elif pos and digest in seq_of:
                     raise UsageError(f"{seg.name}: frame seq {seq_of[digest]} is out of order; "
@@ -329,7 +349,10 @@ class ExportResult:
 
 
 def export(req: ExportRequest, signer: Signer, now_ns: int) -> ExportResult:
-    check_camera_id(req.camera)
+    try:
+        check_camera_id(req.camera)
+    except RecordError as exc:
+        raise UsageError(str(exc)) from None
     for what, value in (("--case", req.case), ("--officer", req.officer)):
         if not value.strip():
             raise UsageError(f"{what} must not be empty")
@@ -348,9 +371,15 @@ def export(req: ExportRequest, signer: Signer, now_ns: int) -> ExportResult:
     out_dir = req.out.resolve().parent
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
         work = Path(tmp)
-        clip = write_clip(cam_dir, sel, contexts, work / CLIP, tz)
+        try:
+            clip = write_clip(cam_dir, sel, contexts, work / CLIP, tz)
+        except (av.FFmpegError, OSError) as exc:
+            raise UsageError(f"cannot write the clip of {req.camera}: {exc}; run vidproof "
+                             "verify on the store") from None
         frames = sel.frames
-        first_ns, last_ns = frames[0]["utc_ns"], frames[-1]["utc_ns"]
+        # With B-frames the last frame decoded is not the last shown: use the extremes.
+        first_ns = min(f["utc_ns"] for f in frames)
+        last_ns = max(f["utc_ns"] for f in frames)
         ctx0 = contexts[frames[0]["ctx"]]["context"]
         journal = Journal(req.store / "journal.jsonl", signer)
         export_entry: dict[str, Any] = {
@@ -381,6 +410,14 @@ def export(req: ExportRequest, signer: Signer, now_ns: int) -> ExportResult:
         render_bundle_pages(work, req, evidence, clip, ctx0, tz, signer, sel.trimmed)
         verdict = json.loads((work / ".verdict.json").read_text())["verdict"]
         (work / ".verdict.json").unlink()
+        # The export record signs the pages too, so that the certificate and the player a
+        # court reads cannot be altered unnoticed (the pages therefore cannot show the
+        # SHA-256 of evidence.json; SHA256SUMS lists it).
+        del export_entry["sig"]
+        export_entry["pages"] = {n: file_sha256(work / n) for n in PAGES if (work / n).is_file()}
+        export_entry["sig"] = signer.sign(canonical_bytes(export_entry)).hex()
+        (work / EVIDENCE_JSON).write_text(json.dumps(evidence, indent=1, ensure_ascii=False)
+                                          + "\n", encoding="utf-8")
         names = sorted(p.name for p in work.iterdir())
         sums = "".join(f"{file_sha256(work / n)}  {n}\n" for n in names)
         (work / SUMS).write_text(sums, encoding="ascii")

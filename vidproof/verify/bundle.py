@@ -10,12 +10,13 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import re
 import tempfile
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from .core import (
     Anchor,
     CameraReport,
     Finding,
+    ObservedFrame,
     ParsedLine,
     Report,
     inspect_camera,
@@ -39,10 +41,14 @@ from .load import read_media
 
 BUNDLE_FORMAT = "vidproof-bundle/1"
 EVIDENCE_JSON, CLIP, SUMS = "evidence.json", "clip.mp4", "SHA256SUMS"
+REQUIRED_PAGES = ("report.html", "player.html")
+EVIDENCE_KEYS = frozenset({"format", "camera", "clip", "anchor", "contexts", "entries",
+                           "checkpoints", "export", "public_key"})
 MAX_FILES = 32
 MAX_TOTAL_BYTES = 64 << 30
 MAX_EVIDENCE_BYTES = 1 << 30
 MAX_SUBTITLE_BYTES = 4096
+MAX_SUBTITLE_FINDINGS = 50
 _SUB_TOLERANCE = Fraction(1, 1000)
 
 
@@ -128,6 +134,17 @@ def _check_sums(root: Path, fx: _Fx) -> dict[str, str]:
     return digests
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON parsers differ on repeated keys (first or last wins): refuse them, so that
+    every reader sees the values that were signed."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"key {dup!r} appears twice in one object")
+    return obj
+
+
 def _load_evidence(root: Path) -> dict[str, Any]:
     """B2: evidence.json has the bundle shape (otherwise the bundle cannot be checked)."""
     path = root / EVIDENCE_JSON
@@ -136,7 +153,7 @@ def _load_evidence(root: Path) -> dict[str, Any]:
     if path.stat().st_size > MAX_EVIDENCE_BYTES:
         raise CouldNotVerify(f"evidence.json is over the {MAX_EVIDENCE_BYTES}-byte limit")
     try:
-        evidence = json.loads(path.read_bytes())
+        evidence = json.loads(path.read_bytes(), object_pairs_hook=_no_duplicate_keys)
     except (ValueError, RecursionError) as exc:
         raise CouldNotVerify(f"evidence.json is not valid JSON ({exc})") from None
     if not isinstance(evidence, dict) or evidence.get("format") != BUNDLE_FORMAT:
@@ -146,6 +163,52 @@ def _load_evidence(root: Path) -> dict[str, Any]:
         if not isinstance(evidence.get(key), kind):
             raise CouldNotVerify(f"evidence.json: {key!r} is missing or has the wrong type")
     return evidence
+
+
+def _runs(seqs: list[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for s in sorted(set(seqs)):
+        if out and s == out[-1][1] + 1:
+            out[-1] = (out[-1][0], s)
+        else:
+            out.append((s, s))
+    return out
+
+
+def _key_id_of_pem(pem: object) -> str | None:
+    if not isinstance(pem, str) or len(pem) > 4096:
+        return None
+    try:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        public = load_pem_public_key(pem.encode("ascii"))
+    except (ValueError, TypeError, UnicodeEncodeError):
+        return None
+    return TrustedKey(public).key_id if isinstance(public, Ed25519PublicKey) else None
+
+
+def _check_pages(exp: dict[str, Any], files: dict[str, str], fx: _Fx) -> None:
+    """B4: the report and the player are the pages signed at export; no other file is
+    in the bundle."""
+    pages = exp.get("pages")
+    if not isinstance(pages, dict):
+        fx.add("export_invalid", ERROR, "the export record does not sign the report and "
+               "player pages")
+        pages = {}
+    for name in REQUIRED_PAGES:
+        if name not in pages:
+            fx.add("export_invalid", ERROR, f"the export record does not sign {name}")
+    for name, digest in sorted(pages.items()):
+        if name not in files:
+            fx.add("file_missing", ERROR, f"{name}, signed at export, is missing from the bundle")
+        elif files[name] != digest:
+            fx.add("page_modified", ERROR,
+                   f"{name} is not the page signed at export (SHA-256 {files[name]}, signed "
+                   f"{digest!r}): it was altered")
+    for name in sorted(set(files) - set(pages) - {CLIP, EVIDENCE_JSON, SUMS}):
+        fx.add("file_unexpected", ERROR,
+               f"{name} is in the bundle but was not part of the export")
 
 
 def _check_export(evidence: dict[str, Any], cam: CameraReport, trust: TrustedKey,
@@ -163,6 +226,42 @@ def _check_export(evidence: dict[str, Any], cam: CameraReport, trust: TrustedKey
         fx.add("untrusted_key", ERROR, "the export entry is not signed by the trusted key")
     elif not trust.verify(sig, signed):
         fx.add("bad_signature", ERROR, "the export entry's signature is invalid: it was altered")
+    extra = sorted(set(evidence) - EVIDENCE_KEYS)
+    if extra:
+        fx.add("evidence_invalid", ERROR,
+               f"evidence.json has fields a bundle does not have: {', '.join(extra)[:200]}")
+    if evidence.get("clip") != CLIP:
+        fx.add("evidence_invalid", ERROR,
+               f"evidence.json names the clip {evidence.get('clip')!r}; a bundle's clip is "
+               f"{CLIP}")
+    pem_key = _key_id_of_pem(evidence.get("public_key"))
+    if pem_key != exp.get("key"):
+        fx.add("public_key_mismatch", ERROR,
+               "the public key in evidence.json is not the key that signed the export "
+               f"({str(exp.get('key'))[:16]}…): it was replaced or damaged")
+    # Frames exported (signed) but missing at either end of the bundle, or added there.
+    s_first, s_last = exp.get("first_seq"), exp.get("last_seq")
+    if isinstance(s_first, int) and isinstance(s_last, int) and s_first <= s_last:
+        b_first = cam.first_seq if cam.first_seq is not None else s_last + 1
+        b_last = cam.last_seq if cam.last_seq is not None else s_last
+        if s_first < b_first:
+            fx.add("frame_missing", ERROR,
+                   f"frames seq {s_first}..{min(b_first - 1, s_last)} were exported (signed "
+                   "export record) but are missing from the start of the bundle",
+                   s_first, min(b_first - 1, s_last))
+        elif b_first < s_first:
+            fx.add("frame_inserted", ERROR,
+                   f"frames seq {b_first}..{s_first - 1} at the start of the bundle were not "
+                   "exported (signed export record)", b_first, s_first - 1)
+        if cam.last_seq is not None and b_last < s_last:
+            fx.add("frame_missing", ERROR,
+                   f"frames seq {max(b_last + 1, s_first)}..{s_last} were exported (signed "
+                   "export record) but are missing from the end of the bundle",
+                   max(b_last + 1, s_first), s_last)
+        elif s_last < b_last:
+            fx.add("frame_inserted", ERROR,
+                   f"frames seq {s_last + 1}..{b_last} at the end of the bundle were not "
+                   "exported (signed export record)", s_last + 1, b_last)
     checks: list[tuple[str, Any, Any]] = [
         ("camera", exp.get("camera"), evidence["camera"]),
         ("first frame", exp.get("first_seq"), cam.first_seq),
@@ -179,24 +278,70 @@ def _check_export(evidence: dict[str, Any], cam: CameraReport, trust: TrustedKey
             checks.append(("final checkpoint", exp.get("end"), None))
     except CanonicalError:
         pass
-    if clip_digest is not None:
-        checks.append(("clip.mp4 digest", exp.get("clip_sha256"), clip_digest))
     for what, signed_value, found in checks:
         if signed_value != found:
             fx.add("export_mismatch", ERROR,
                    f"the signed export record gives {what} {signed_value!r}, the bundle has "
                    f"{found!r}: frames or evidence were added or removed",
                    cam.first_seq, cam.last_seq)
+    if clip_digest is not None and exp.get("clip_sha256") != clip_digest:
+        fx.add("export_mismatch", ERROR,
+               f"{CLIP} is not the file signed at export: its SHA-256 is {clip_digest}, the "
+               f"signed export record gives {exp.get('clip_sha256')!r} (re-muxed or altered)")
 
 
-def _utc_text(ns: int) -> str:
-    dt = datetime.fromtimestamp(ns // 10**9, tz=UTC)
-    return dt.strftime("%Y-%m-%d %H:%M:%S") + f".{(ns % 10**9) // 10**6:03d} UTC"
+_SUB_OFFSET = re.compile(r" UTC \| local \d\d:\d\d:\d\d\.\d{3} ([+-])(\d\d):(\d\d)\n")
 
 
-def _check_subtitles(clip: Path, evidence: dict[str, Any], fx: _Fx) -> None:
-    """B5: each subtitle shows the UTC time and camera of the frame it is shown with."""
-    frames = [e for e in evidence["entries"] if isinstance(e, dict) and e.get("type") == "frame"]
+def _subtitle_expected(utc_ns: int, context: dict[str, Any], text: str) -> str | None:
+    """The subtitle the exporter writes for a frame (docs/FORMAT.md): UTC date and time,
+    local time with the offset the subtitle states, camera id and location. The offset
+    itself is taken from the text; the local time must agree with it."""
+    m = _SUB_OFFSET.search(text)
+    if m is None:
+        return None
+    hours, minutes = int(m.group(2)), int(m.group(3))
+    if hours > 14 or minutes % 15:
+        return None
+    offset = timedelta(hours=hours, minutes=minutes) * (-1 if m.group(1) == "-" else 1)
+    loc = context.get("location")
+    if not isinstance(loc, dict):
+        return None
+    sec, ms = utc_ns // 10**9, (utc_ns % 10**9) // 10**6
+    try:
+        utc = datetime.fromtimestamp(sec, tz=UTC)
+        local = datetime.fromtimestamp(sec, tz=timezone(offset))
+    except (OverflowError, OSError, ValueError):
+        return None
+    sign = "-" if offset < timedelta(0) else "+"
+    return (f"{utc:%Y-%m-%d %H:%M:%S}.{ms:03d} UTC | local {local:%H:%M:%S}.{ms:03d} "
+            f"{sign}{hours:02d}:{minutes:02d}\n"
+            f"{context.get('camera_id')} | {loc.get('label')} ({loc.get('lat')}, "
+            f"{loc.get('lon')})")
+
+
+def _seq(record: dict[str, Any]) -> int:
+    seq = record.get("seq")
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else -1
+
+
+def _check_subtitles(clip: Path, evidence: dict[str, Any], observed: list[ObservedFrame],
+                     fx: _Fx) -> None:
+    """B5: each picture of the clip is shown with exactly one subtitle, and that subtitle
+    gives the date, time, camera and location of the picture's signed record (the
+    picture is identified by its digest, so a moved frame keeps its own subtitle)."""
+    contexts: dict[str, dict[str, Any]] = {}
+    by_digest: dict[str, list[dict[str, Any]]] = {}
+    for e in [*evidence["contexts"], *evidence["entries"]]:
+        if not isinstance(e, dict):
+            continue
+        if e.get("type") == "context" and isinstance(e.get("context"), dict):
+            try:
+                contexts[sha256_hex(canonical_bytes(e))] = e["context"]
+            except CanonicalError:
+                continue
+        elif e.get("type") == "frame" and isinstance(e.get("digest"), str):
+            by_digest.setdefault(e["digest"], []).append(e)
     try:
         container = av.open(str(clip))
     except (av.FFmpegError, OSError):
@@ -206,44 +351,66 @@ def _check_subtitles(clip: Path, evidence: dict[str, Any], fx: _Fx) -> None:
             fx.add("subtitles_missing", WARNING,
                    "clip.mp4 has no subtitle track with the date, time and place")
             return
-        vs, ss = container.streams.video[0], container.streams.subtitles[0]
-        video_pts: list[Fraction] = []
+        ss = container.streams.subtitles[0]
         subs: list[tuple[Fraction, bytes]] = []
-        for p in container.demux(vs, ss):
-            if not p.size or p.pts is None or p.time_base is None:
-                continue
-            t = p.pts * Fraction(p.time_base)
-            if p.stream.index == vs.index:
-                video_pts.append(t)
-            elif p.size <= MAX_SUBTITLE_BYTES:
-                subs.append((t, bytes(p)))
-    video_pts.sort()
-    frames_by_pts = sorted(frames, key=lambda f: (f.get("pts") is None, f.get("pts") or 0))
-    camera = str(evidence["camera"])
+        try:
+            for p in container.demux(ss):
+                if p.size and p.pts is not None and p.time_base is not None \
+                        and p.size <= MAX_SUBTITLE_BYTES:  # a longer one counts as missing
+                    subs.append((p.pts * Fraction(p.time_base), bytes(p)))
+        except av.FFmpegError:
+            pass  # what was read is checked; missing subtitles are reported below
+    video = sorted((o.pts * o.time_base, n) for n, o in enumerate(observed)
+                   if o.pts is not None)
+    times = [t for t, _ in video]
+    shown: dict[int, int] = {}
     bad: list[int] = []
+    unplaced = 0
     for t, data in subs:
-        if int.from_bytes(data[:2], "big") == 0:
-            continue  # an empty sample: MP4 muxers fill gaps between subtitles with them
-        i = bisect.bisect_left(video_pts, t - _SUB_TOLERANCE)
-        if i >= len(video_pts) or abs(video_pts[i] - t) > _SUB_TOLERANCE \
-                or i >= len(frames_by_pts):
-            bad.append(-1)
-            continue
-        frame = frames_by_pts[i]
         n = int.from_bytes(data[:2], "big")
+        if n == 0:
+            continue  # an empty sample: MP4 muxers fill gaps between subtitles with them
         text = data[2:2 + n].decode("utf-8", errors="replace")
-        if not (isinstance(frame.get("utc_ns"), int)
-                and text.startswith(_utc_text(frame["utc_ns"])) and camera in text):
-            bad.append(frame.get("seq", -1))
-    if bad:
-        seqs = [b for b in bad if b >= 0]
+        i = bisect.bisect_left(times, t - _SUB_TOLERANCE)
+        if i >= len(times) or abs(times[i] - t) > _SUB_TOLERANCE:
+            unplaced += 1
+            continue
+        k = video[i][1]
+        shown[k] = shown.get(k, 0) + 1
+        records = by_digest.get(observed[k].digest, [])
+        if records and not any(
+                isinstance(r.get("utc_ns"), int) and isinstance(r.get("ctx"), str)
+                and r["ctx"] in contexts
+                and text == _subtitle_expected(r["utc_ns"], contexts[r["ctx"]], text)
+                for r in records):
+            bad.append(_seq(records[0]))
+    missing: list[int] = []
+    doubled: list[int] = []
+    for k, o in enumerate(observed):
+        records = by_digest.get(o.digest, [])
+        if records and shown.get(k, 0) != 1:
+            (missing if not shown.get(k) else doubled).append(_seq(records[0]))
+    for a, b in _runs([s for s in bad + doubled if s >= 0])[:MAX_SUBTITLE_FINDINGS]:
         fx.add("subtitle_mismatch", ERROR,
-               f"{len(bad)} subtitles show a date, time or camera that is not the frame's "
-               "signed one, or are not shown with any frame",
-               min(seqs) if seqs else None, max(seqs) if seqs else None)
+               f"the subtitles shown with frames seq {a}..{b} do not give the date, time, "
+               "camera or location of the frame's signed record", a, b)
+    if any(s < 0 for s in bad + doubled):
+        fx.add("subtitle_mismatch", ERROR, "subtitles do not match frames whose record has "
+               "no valid seq")
+    for a, b in _runs([s for s in missing if s >= 0])[:MAX_SUBTITLE_FINDINGS]:
+        fx.add("subtitle_missing", ERROR,
+               f"frames seq {a}..{b} are shown without their subtitle (date, time and place)",
+               a, b)
+    if unplaced:
+        fx.add("subtitle_mismatch", ERROR,
+               f"{unplaced} subtitles are not shown with any frame of the clip (moved, added, "
+               "or their frame was moved or removed)")
 
 
-def inspect_bundle(path: Path, trust: TrustedKey, media: Path | None = None) -> Report:
+def inspect_bundle(path: Path, trust: TrustedKey, media: Path | None = None, *,
+                   pages: bool = True) -> Report:
+    """Verify a bundle. ``pages=False`` leaves out the report and player pages: the
+    exporter's own check, made before the pages exist, uses it."""
     with unpacked(path) as root:
         fx = _Fx(None, [])
         digests = _check_sums(root, fx)
@@ -258,9 +425,11 @@ def inspect_bundle(path: Path, trust: TrustedKey, media: Path | None = None) -> 
         target = media if media is not None else clip
         if media is not None and not media.is_file():
             raise UsageError(f"media file {media} does not exist")
-        if not target.is_file():
-            raise CouldNotVerify("the bundle has no clip.mp4")
-        observed, problems = read_media([target])
+        if target.is_file():
+            observed, problems = read_media([target])
+        else:  # every signed frame is then reported missing (step 5)
+            fx.add("clip_missing", ERROR, f"the bundle has no {CLIP}: its frames are missing")
+            observed, problems = [], []
         if media is not None and not observed:
             raise CouldNotVerify(f"{media}: no H.264/H.265 video could be read")
         anchor = Anchor(evidence["anchor"], tuple(c for c in evidence["contexts"]
@@ -268,6 +437,8 @@ def inspect_bundle(path: Path, trust: TrustedKey, media: Path | None = None) -> 
         rep, found = inspect_camera(camera, lines, observed, problems, trust.key_id,
                                     lambda sig, data: trust.verify(sig, data), anchor)
         _check_export(evidence, rep, trust, digests.get(CLIP) if clip.is_file() else None, fx)
-        if media is None:
-            _check_subtitles(clip, evidence, fx)
+        if pages:
+            _check_pages(evidence["export"], digests, fx)
+        if media is None and clip.is_file():
+            _check_subtitles(clip, evidence, observed, fx)
         return Report((rep,), tuple(fx.items) + tuple(found))
