@@ -113,7 +113,7 @@ def _print_pdf(html_path: Path, pdf_path: Path) -> bool:
 def render_bundle_pages(work: Path, req: ExportRequest, evidence: dict[str, Any],
                         clip: ClipInfo, context: dict[str, Any], tz: tzinfo,
                         signer: Signer, trimmed: bool) -> None:
-    from .export import file_sha256, iso_ns, parse_time, to_ns
+    from .export import file_sha256, iso_ns, parse_time, to_ns, utc_offset_minutes
 
     check = _self_check(work, signer)
     (work / ".verdict.json").write_text(json.dumps({"verdict": check["verdict"]}))
@@ -231,7 +231,7 @@ The evidence format is documented in vidproof's docs/FORMAT.md.</p>
     player_data = {
         "format": "vidproof-player/1", "clip": "clip.mp4", "camera_id": req.camera,
         "location": dict(loc),
-        "timezone": {"name": tzname, "offset_minutes": _offset_minutes(first_ns, tz)},
+        "timezone": {"name": tzname, "offset_minutes": utc_offset_minutes(first_ns, tz)},
         "fps": round(fps, 3),
         "frames": [{"seq": f["seq"], "t": t, "utc_ns": str(f["utc_ns"]), "key": f["key"]}
                    for f, t in sorted(zip(frames, clip.frame_times, strict=True),
@@ -243,9 +243,3 @@ The evidence format is documented in vidproof's docs/FORMAT.md.</p>
     from .player.render import render_player
 
     (work / "player.html").write_text(render_player(player_data), encoding="utf-8")
-
-
-def _offset_minutes(ns: int, tz: tzinfo) -> int:
-    off = datetime.fromtimestamp(ns / 1e9, tz=tz).utcoffset()
-    return 0 if off is None else int(off.total_seconds() // 60)
-

@@ -242,6 +242,11 @@ def subtitle_text(frame: dict[str, Any], context: dict[str, Any], tz: tzinfo) ->
             f"{context['camera_id']} | {loc['label']} ({loc['lat']}, {loc['lon']})")
 
 
+def utc_offset_minutes(utc_ns: int, tz: tzinfo) -> int:
+    off = datetime.fromtimestamp(utc_ns // 10**9, tz=tz).utcoffset()
+    return 0 if off is None else int(off.total_seconds()) // 60
+
+
 def _local_zone(name: str | None) -> tzinfo:
     if name:
         try:
@@ -391,6 +396,11 @@ def export(req: ExportRequest, signer: Signer, now_ns: int) -> ExportResult:
             "frames": len(frames), "first_utc_ns": first_ns, "last_utc_ns": last_ns,
             "anchor": entry_hash(sel.anchor), "end": entry_hash(sel.end),
             "clip_sha256": file_sha256(work / CLIP),
+            # The local time zone of the subtitles: its name, and every UTC offset
+            # (minutes) the subtitles use, so that a shifted local time is detected.
+            "timezone": {"name": getattr(tz, "key", None) or str(tz),
+                         "offsets_minutes": sorted({
+                             utc_offset_minutes(f["utc_ns"], tz) for f in frames})},
             "journal_seq": journal.next_seq,
             "key": signer.key_id, "alg": signer.alg,
         }

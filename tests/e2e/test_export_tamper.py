@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import zipfile
@@ -318,6 +319,29 @@ def subtitle_local_time_changed(w: Work) -> Expect:
         j = text.index("local ") + 6
         hh = text[j:j + 2]
         c.subs[i] = sub_packet(c.subs[i], text[:j] + f"{(int(hh) + 1) % 24:02d}" + text[j + 2:])
+
+    w.edit_clip(edit)
+    return expect("subtitle_mismatch", [w.seqs()[k]], not_kinds=MEDIA_KINDS)
+
+
+def subtitle_zone_shifted(w: Work) -> Expect:
+    """Local time and offset both moved by one hour, consistently: only the signed list
+    of offsets used by the export tells that the subtitle lies about the local zone."""
+    k = 92
+
+    def edit(c: Clip) -> None:
+        i = next(i for i, s in enumerate(c.subs) if s.pts == c.video[k].pts)
+        text = sub_text(c.subs[i])
+        j = text.index("local ") + 6
+        hh = int(text[j:j + 2])
+        m = re.search(r" ([+-])(\d\d):(\d\d)\n", text)
+        assert m is not None
+        minutes = (int(m.group(2)) * 60 + int(m.group(3))) * (-1 if m.group(1) == "-" else 1)
+        minutes += 60
+        sign = "-" if minutes < 0 else "+"
+        new = (text[:j] + f"{(hh + 1) % 24:02d}" + text[j + 2:m.start()]
+               + f" {sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}\n" + text[m.end():])
+        c.subs[i] = sub_packet(c.subs[i], new)
 
     w.edit_clip(edit)
     return expect("subtitle_mismatch", [w.seqs()[k]], not_kinds=MEDIA_KINDS)
@@ -654,7 +678,8 @@ def sums_file_removed(w: Work) -> Expect:
 SCENARIOS: dict[str, Callable[[Work], Expect]] = {f.__name__: f for f in (
     frame_changed, keyframe_changed, frame_dropped, frame_dropped_by_ffmpeg, frame_duplicated,
     frame_from_elsewhere, frames_swapped, timestamps_shifted, timestamps_rewritten_by_ffmpeg,
-    subtitle_time_changed, subtitle_local_time_changed, subtitle_location_changed,
+    subtitle_time_changed, subtitle_local_time_changed, subtitle_zone_shifted,
+    subtitle_location_changed,
     subtitle_removed, subtitle_track_removed,
     frame_time_edited, frame_time_edited_rechained, frame_digest_edited, frame_record_removed,
     context_location_edited, camera_renamed, camera_renamed_everywhere, anchor_head_edited,

@@ -293,6 +293,15 @@ def _check_export(evidence: dict[str, Any], cam: CameraReport, trust: TrustedKey
 _SUB_OFFSET = re.compile(r" UTC \| local \d\d:\d\d:\d\d\.\d{3} ([+-])(\d\d):(\d\d)\n")
 
 
+def _subtitle_offset(text: str) -> int | None:
+    """The UTC offset (minutes) a subtitle gives for its local time."""
+    m = _SUB_OFFSET.search(text)
+    if m is None:
+        return None
+    minutes = int(m.group(2)) * 60 + int(m.group(3))
+    return -minutes if m.group(1) == "-" else minutes
+
+
 def _subtitle_expected(utc_ns: int, context: dict[str, Any], text: str) -> str | None:
     """The subtitle the exporter writes for a frame (docs/FORMAT.md): UTC date and time,
     local time with the offset the subtitle states, camera id and location. The offset
@@ -332,6 +341,10 @@ def _check_subtitles(clip: Path, evidence: dict[str, Any], observed: list[Observ
     picture is identified by its digest, so a moved frame keeps its own subtitle)."""
     contexts: dict[str, dict[str, Any]] = {}
     by_digest: dict[str, list[dict[str, Any]]] = {}
+    tz = evidence["export"].get("timezone")
+    offsets = tz.get("offsets_minutes") if isinstance(tz, dict) else None
+    allowed_offsets = ({o for o in offsets if isinstance(o, int)}
+                       if isinstance(offsets, list) else None)
     for e in [*evidence["contexts"], *evidence["entries"]]:
         if not isinstance(e, dict):
             continue
@@ -378,6 +391,9 @@ def _check_subtitles(clip: Path, evidence: dict[str, Any], observed: list[Observ
         k = video[i][1]
         shown[k] = shown.get(k, 0) + 1
         records = by_digest.get(observed[k].digest, [])
+        if allowed_offsets is not None and _subtitle_offset(text) not in allowed_offsets:
+            bad.append(_seq(records[0]) if records else -1)
+            continue
         if records and not any(
                 isinstance(r.get("utc_ns"), int) and isinstance(r.get("ctx"), str)
                 and r["ctx"] in contexts
