@@ -34,7 +34,9 @@ def verify_upload(file: UploadFile, request: Request,
         try:
             report = inspect_bundle(path, svc.trust)
         except (CouldNotVerify, UsageError) as exc:
-            raise HTTPException(422, f"could not verify: {exc}") from None
+            # Name the upload, not the server's temporary copy of it.
+            message = str(exc).replace(str(path), repr(file.filename or "the upload"))
+            raise HTTPException(422, f"could not verify: {message}") from None
         result = report_json(report)
     svc.journal("verify", session.user, {"file": file.filename or "", "bytes": size,
                                           "verdict": result["verdict"]})
