@@ -8,6 +8,7 @@ knows nothing of digests or signing.
 from __future__ import annotations
 
 import errno
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -126,8 +127,15 @@ def testsrc(spec: str, *, fast: bool, duration: float | None, clock: Clock) -> I
     enc.framerate = Fraction(fps)
     enc.gop_size = fps
     enc.max_b_frames = 0
+    # A camera-like bit rate (about 0.07 bit per pixel), capped like a camera's encoder.
+    kbps = max(64, width * height * fps * 7 // 100_000)
     enc.options = {"preset": "ultrafast", "tune": "zerolatency",
-                   "x264-params": f"keyint={fps}:min-keyint={fps}:scenecut=0:repeat-headers=1"}
+                   "x264-params": f"keyint={fps}:min-keyint={fps}:scenecut=0:repeat-headers=1:"
+                                  f"bitrate={kbps}:vbv-maxrate={kbps}:vbv-bufsize={kbps}"}
+    # testsrc2 draws the same pictures at every start; a real camera never repeats a
+    # frame across restarts. Each run marks its frames with 16 random bytes and a frame
+    # counter in the first luma row, so that no two runs share a frame digest.
+    run_mark = os.urandom(16)
     time_base = Fraction(1, 90000)
     yield StreamInfo("h264", width, height, time_base, Fraction(fps), None,
                      f"testsrc:{width}x{height}@{fps}", clock="media")
@@ -148,6 +156,8 @@ def testsrc(spec: str, *, fast: bool, duration: float | None, clock: Clock) -> I
                 break
             frame.pts, frame.time_base = count, Fraction(1, fps)
             frame.pict_type = av.video.frame.PictureType.NONE  # lavfi marks every frame I
+            row = memoryview(frame.planes[0])
+            row[:20] = run_mark + count.to_bytes(4, "big")
             count += 1
             yield from emit(enc.encode(frame))
         yield from emit(enc.encode(None))
