@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import av
 
-from .keys import Signer, TrustedKey
+from .keys import Signer
 from .verify.report import iso
 
 if TYPE_CHECKING:
@@ -89,7 +89,11 @@ def _self_check(work: Path, signer: Signer) -> dict[str, Any]:
 
         (root / "SHA256SUMS").write_text("".join(
             f"{file_sha256(work / n)}  {n}\n" for n in ("clip.mp4", "evidence.json")))
-        return report_json(inspect_bundle(root, TrustedKey(signer.public), pages=False))
+        from .trust.carry import self_check_policy  # the signer's CA, or first key
+
+        evidence = json.loads((work / "evidence.json").read_text(encoding="utf-8"))
+        return report_json(inspect_bundle(root, self_check_policy(signer, evidence),
+                                          pages=False))
 
 
 def _print_pdf(html_path: Path, pdf_path: Path) -> bool:

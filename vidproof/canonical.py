@@ -95,8 +95,66 @@ _ENCODER_IN_ORDER = json.JSONEncoder(
 )
 
 
+# The hot path: frame entries, one per video frame, encoded by the recorder and again by
+# the verifier (which checks that each line is its canonical encoding). An object with
+# exactly the members of a frame entry (docs/FORMAT.md), in canonical order, each of the
+# type the format gives it, is written through a template: the same bytes as the general
+# encoder (tests/unit/test_hot_paths.py), several times faster. Anything else, including
+# a frame entry with a value of another type, takes the general path, which encodes it
+# or refuses it as before.
+_FRAME_KEYS = ("cam_utc_ns", "camera", "ctx", "digest", "dts", "key", "params", "prev",
+               "pts", "seq", "tb", "type", "utc_ns", "v")
+_FRAME_KEYS_FP = (*_FRAME_KEYS[:5], "fp", *_FRAME_KEYS[5:])  # transcode mode: "fp"
+_FRAME = ('{"cam_utc_ns":%s,"camera":"%s","ctx":"%s","digest":"%s","dts":%s,%s"key":%s,'
+          '"params":"%s","prev":"%s","pts":%s,"seq":%s,"tb":[%s,%s],"type":"%s",'
+          '"utc_ns":%s,"v":"%s"}')
+_LITERALS = {True: "true", False: "false"}
+
+
+def _frame_bytes(value: dict[str, Any]) -> bytes | None:
+    """``value`` encoded by the frame template, or None when it is not a plain frame entry."""
+    keys = tuple(value)
+    if keys == _FRAME_KEYS:
+        (cam, camera, ctx, digest, dts, key, params, prev, pts, seq, tb, kind, utc,
+         v) = value.values()
+        strings = (camera, ctx, digest, params, prev, kind, v)
+        fp_member = ""
+    elif keys == _FRAME_KEYS_FP:
+        (cam, camera, ctx, digest, dts, fp, key, params, prev, pts, seq, tb, kind, utc,
+         v) = value.values()
+        strings = (camera, ctx, digest, params, prev, kind, v, fp)
+        fp_member = f'"fp":"{fp}",'
+    else:
+        return None
+    # Strings are written as they are: each must need no escape (ASCII, printable, no
+    # quote, no backslash). Integers are ints (not bool) in the signed 64-bit range.
+    for text in strings:
+        if type(text) is not str:
+            return None
+    text = "".join(strings)
+    if not text.isascii() or not text.isprintable() or '"' in text or "\\" in text:
+        return None
+    if type(key) is not bool or type(tb) is not list or len(tb) != 2:
+        return None
+    num, den = tb
+    for n in (seq, utc, num, den):
+        if type(n) is not int or not MIN_INT <= n <= MAX_INT:
+            return None
+    for n in (cam, dts, pts):
+        if n is not None and (type(n) is not int or not MIN_INT <= n <= MAX_INT):
+            return None
+    return (_FRAME % (
+        "null" if cam is None else cam, camera, ctx, digest, "null" if dts is None else dts,
+        fp_member, _LITERALS[key], params, prev, "null" if pts is None else pts, seq, num,
+        den, kind, utc, v)).encode("ascii")
+
+
 def canonical_bytes(value: Any) -> bytes:
     """Encode ``value`` as canonical JSON bytes."""
+    if type(value) is dict and 14 <= len(value) <= 15:
+        frame = _frame_bytes(value)
+        if frame is not None:
+            return frame
     text = (_ENCODER_IN_ORDER if _check(value) else _ENCODER).encode(value)
     try:
         return text.encode("utf-8")

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import __version__
 from .errors import CouldNotVerify, Error, UsageError
@@ -38,20 +38,45 @@ def _positive(text: str) -> float:
     return value
 
 
+def _bitrate(text: str) -> int:
+    """``2000000``, ``2000k`` or ``2M`` (bits per second)."""
+    scale = {"k": 1000, "m": 1_000_000}.get(text[-1:].lower(), 1)
+    try:
+        value = float(text[:-1] if scale > 1 else text) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a bitrate (e.g. 2M, 800k)") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive bitrate")
+    return round(value)
+
+
+_ENCODING_FLAGS = ("codec", "preset", "crf", "bitrate", "gop", "stamp_corner", "stamp_style",
+                   "timezone")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="vidproof", description="Forensic video recording and verification")
     p.add_argument("--version", action="version", version=f"vidproof {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    from .trust.commands import ALG_HELP, add_commands, add_key_flags
+
     k = sub.add_parser("keygen", help="make an Ed25519 device key pair")
     k.add_argument("--out", required=True, type=Path, help="directory for device.key/.pub")
+    k.add_argument("--alg", choices=("ed25519", "p256"), default="ed25519", help=ALG_HELP)
+    k.add_argument("--key-passphrase-file", type=Path, metavar="FILE",
+                   help="encrypt device.key with this passphrase (or $VIDPROOF_KEY_PASSPHRASE)")
+    add_commands(sub, _Parser)
 
     r = sub.add_parser("record", help="record a camera into a store, signing as it goes")
     r.add_argument("--source", required=True,
-                   help="testsrc[:WxH@FPS], a media file, rtsp://… or rtsps://…")
+                   help="testsrc[:WxH@FPS], a media file, rtsp://… or rtsps://…, or (with "
+                        "--stamp) device:/dev/videoN[:WxH[@FPS]]")
     r.add_argument("--camera-id", required=True)
     r.add_argument("--location", required=True, help='"LABEL;LAT,LON"')
-    r.add_argument("--key", required=True, type=Path, help="device private key (PEM)")
+    r.add_argument("--key", required=True, type=Path,
+                   help="device private key (PEM), or pkcs11:token=…;object=… (a token key)")
+    add_key_flags(r, rotation=True)
     r.add_argument("--store", required=True, type=Path)
     r.add_argument("--duration", type=_positive, help="seconds to record")
     r.add_argument("--fast", action="store_true",
@@ -64,6 +89,41 @@ def build_parser() -> argparse.ArgumentParser:
                         "it the camera's certificate is not checked")
     r.add_argument("--wide-shot", action="store_true",
                    help="the camera does not film people close up (lower decree minimums)")
+    r.add_argument("--allow-below-minimum", action="store_true",
+                   help="record even below the decree's minimum profile (recorded as an "
+                        "override in the evidence)")
+    tt = r.add_argument_group("trusted time (RFC 3161 timestamps, NTP clock discipline)")
+    tt.add_argument("--tsa", metavar="URL",
+                    help="time-stamp authority (RFC 3161 over HTTP): checkpoints get tokens")
+    tt.add_argument("--tsa-interval", type=_positive, default=60.0, metavar="SECONDS",
+                    help="how often a checkpoint is time-stamped (default 60)")
+    tt.add_argument("--tsa-cert", type=Path,
+                    help="the TSA's certificate or its CA (PEM): tokens are checked on arrival")
+    tt.add_argument("--ntp", action="append", metavar="HOST[:PORT]",
+                    help="NTP server to measure the clock against (repeatable)")
+    tt.add_argument("--max-clock-offset-ms", type=_positive, metavar="N",
+                    help="refuse to record when the clock is off by more (default 500)")
+    tt.add_argument("--allow-unsynced-clock", action="store_true",
+                    help="record even when the clock cannot be checked or is off (recorded "
+                         "in the signed evidence)")
+    tt.add_argument("--ntp-interval", type=_positive, default=60.0, metavar="SECONDS",
+                    help="how often the clock is measured again while recording (default 60)")
+    enc = r.add_argument_group("transcode mode (--stamp)")
+    enc.add_argument("--codec", choices=("libx264", "libx265"),
+                     help="encoder (default libx264)")
+    enc.add_argument("--preset", help="encoder preset (default veryfast)")
+    rate = enc.add_mutually_exclusive_group()
+    rate.add_argument("--crf", type=int, help="constant quality, 0..51 (default 23; x265 28)")
+    rate.add_argument("--bitrate", type=_bitrate, help="constant bitrate, e.g. 2M or 800k")
+    enc.add_argument("--gop", type=int, help="frames between keyframes (default: 1 s; at "
+                                             "most 2 s)")
+    enc.add_argument("--stamp-corner", choices=("top-left", "top-right", "bottom-left",
+                                                "bottom-right"),
+                     help="where the stamp goes (default bottom-left)")
+    enc.add_argument("--stamp-style", choices=("box", "outline"),
+                     help="text on a dark box (default) or outlined")
+    enc.add_argument("--timezone", help="IANA zone of the stamp's local time (default: this "
+                                        "machine's)")
 
     x = sub.add_parser("export", help="export a certified clip of a camera and time range")
     x.add_argument("--store", required=True, type=Path)
@@ -77,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--key", type=Path,
                    help="recorder key that signs the export log (default: the key the store "
                         "was recorded with, from STORE/recorder.json)")
+    add_key_flags(x)
+    x.add_argument("--crl", type=Path, action="append", default=[],
+                   help="a CRL (PEM) of the device CA to carry in the bundle (repeatable)")
     x.add_argument("--timezone", help="local time zone shown beside UTC (default: this machine's)")
 
     sv = sub.add_parser("serve", help="run the recorder service: cameras, web UI and API")
@@ -100,39 +163,84 @@ def build_parser() -> argparse.ArgumentParser:
     jv.add_argument("path", type=Path, help="a store directory or its journal.jsonl")
     jv.add_argument("--trust", required=True, type=Path, help="recorder public key PEM")
 
+    mt = sub.add_parser("match", help="find which certified frames a transcoded copy shows "
+                                      "(a perceptual match, not proof of integrity)")
+    mt.add_argument("copy", type=Path, help="the working copy (any codec, bitrate or size)")
+    mt.add_argument("--evidence", required=True, type=Path,
+                    help="the store directory or export bundle it was made from")
+    mt.add_argument("--camera", help="the camera, when the store holds several")
+    mt.add_argument("--trust", type=Path,
+                    help="also verify the evidence with this public key or CA certificate")
+    mt.add_argument("--threshold", type=_positive, default=None,
+                    help="largest fingerprint distance that matches (luma levels, default 6)")
+    mt.add_argument("--json", action="store_true", help="print one JSON object")
+
     v = sub.add_parser("verify", help="verify a store or an export bundle, offline")
     v.add_argument("path", type=Path)
     v.add_argument("--trust", required=True, type=Path, help="public key or CA certificate PEM")
+    v.add_argument("--crl", type=Path, action="append", default=[],
+                   help="a CRL (PEM) signed by the --trust CA (repeatable)")
     v.add_argument("--camera")
     v.add_argument("--media", type=Path, help="a working copy of the clip to check")
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.add_argument("--report", type=Path, help="also write an HTML report here")
+    v.add_argument("--tsa-cert", type=Path, action="append",
+                   help="trusted TSA certificate or its CA (PEM) for the timestamp tokens")
     return p
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    from .keys import generate
+    from .keys import ALG_CHOICES, generate, passphrase_from
 
-    key, pub = generate(args.out)
+    key, pub = generate(args.out, ALG_CHOICES[args.alg], passphrase_from(args.key_passphrase_file))
     print(f"wrote {key} and {pub}")
     return EXIT_OK
 
 
+def _trusted_time(args: argparse.Namespace) -> dict[str, Any]:
+    """RecordSettings' ``tsa`` and ``clock_sync`` from the trusted-time flags."""
+    from .timestamp.clock import ClockSettings
+
+    out: dict[str, Any] = {}
+    if args.tsa:
+        from .timestamp.tsa import TsaSettings  # asn1crypto and HTTP: only when asked for
+
+        out["tsa"] = TsaSettings.make(args.tsa, args.tsa_interval, args.tsa_cert)
+    elif args.tsa_cert:
+        raise UsageError("--tsa-cert applies with --tsa only")
+    if args.ntp:
+        out["clock_sync"] = ClockSettings.make(
+            args.ntp, args.max_clock_offset_ms or 500.0, args.allow_unsynced_clock,
+            args.ntp_interval)
+    elif args.allow_unsynced_clock or args.max_clock_offset_ms:
+        raise UsageError("--allow-unsynced-clock and --max-clock-offset-ms apply with --ntp "
+                         "only")
+    return out
+
+
 def _record(args: argparse.Namespace) -> int:
     from .capture.worker import Recorder, RecordSettings
-    from .keys import load_signer
     from .model import Location, RecordError, check_camera_id
     from .store import remember_recorder_key
 
-    if args.stamp:
-        raise UsageError("--stamp (burned-in date and time) is not supported by this build yet; "
-                         "record without it to keep the camera stream bit-exact")
+    given = [f for f in _ENCODING_FLAGS if getattr(args, f) is not None]
+    if given and not args.stamp:
+        flag = "--" + given[0].replace("_", "-")
+        raise UsageError(f"{flag} applies to transcode mode only: add --stamp (without it "
+                         "the camera's stream is recorded bit-exact)")
+    if not args.stamp and args.source.startswith("device:"):
+        raise UsageError(f"source {args.source!r}: local devices deliver raw frames; record "
+                         "them with --stamp (transcode mode)")
     try:
         check_camera_id(args.camera_id)
         location = Location.parse(args.location)
     except RecordError as exc:
         raise UsageError(str(exc)) from None
-    signer = load_signer(args.key)
+    from .trust.commands import rotation_from_args, signer_from_args
+
+    signer = signer_from_args(args)
+    rotation = rotation_from_args(args, signer)
+    trusted_time = _trusted_time(args)
     if args.store.exists() and not args.store.is_dir():
         raise UsageError(f"--store {args.store} exists and is not a directory")
     stopping = False
@@ -143,6 +251,7 @@ def _record(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, lambda signum, frame: rotation.request_reload())
     remember_recorder_key(args.store, args.key)
     source = args.source
     if source.startswith("env:"):
@@ -150,10 +259,25 @@ def _record(args: argparse.Namespace) -> int:
         source = os.environ.get(source[4:], "")
         if not source:
             raise UsageError(f"--source {args.source}: that environment variable is not set")
+    transcode = None
+    if args.stamp:
+        from .encode import EncoderSettings, TranscodeSettings
+        from .stamp import StampStyle
+
+        encoder = EncoderSettings(args.codec or "libx264", args.preset or "veryfast",
+                                  args.crf, args.bitrate, args.gop)
+        style = StampStyle(corner=args.stamp_corner or "bottom-left",
+                           kind=args.stamp_style or "box")
+        transcode = TranscodeSettings(args.camera_id, location, encoder, style, args.timezone,
+                                      args.wide_shot, args.allow_below_minimum)
+        transcode.tzinfo()  # an unknown zone is refused before anything starts
     settings = RecordSettings(source, args.camera_id, location, args.store,
                               args.duration, args.fast, args.segment_seconds, args.status_file,
-                              args.tls_ca)
-    result = Recorder(settings, signer, stop=lambda: stopping).run()
+                              args.tls_ca, transcode, args.wide_shot, args.allow_below_minimum,
+                              **trusted_time)
+    recorder = Recorder(settings, signer, stop=lambda: stopping)
+    recorder.rotation = rotation
+    result = recorder.run()
     print(f"recorded {result.frames} frames in {result.segments} segments, "
           f"{result.checkpoints} signed checkpoints, {result.events} camera events")
     return EXIT_OK
@@ -171,8 +295,12 @@ def _export(args: argparse.Namespace) -> int:
         raise UsageError(f"no --key given and {args.store}/recorder.json names no recorder key")
     req = ExportRequest(args.store, args.camera, parse_time(args.start, "--from"),
                         parse_time(args.end, "--to"), args.out, args.case, args.officer,
-                        args.reason, args.timezone)
-    result = export(req, load_signer(key), time.time_ns())
+                        args.reason, args.timezone, crls=tuple(args.crl))
+    from .keys import passphrase_from
+
+    signer = load_signer(key, passphrase=passphrase_from(args.key_passphrase_file),
+                         cert=args.cert)
+    result = export(req, signer, time.time_ns())
     print(f"exported {result.frames} frames, {iso_ns(result.first_utc_ns)} to "
           f"{iso_ns(result.last_utc_ns)}, to {result.bundle} (verification at export: "
           f"{result.verdict})")
@@ -235,12 +363,15 @@ def _journal(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .keys import load_trusted
+    from .trust.policy import load_policy
     from .verify.load import inspect_path
     from .verify.report import report_html, report_json, report_text
 
-    trust = load_trusted(args.trust)
-    report = inspect_path(args.path, trust, args.camera, args.media)
+    trust = load_policy(args.trust, args.crl)
+    from .verify.load import load_tsa_anchors
+
+    report = inspect_path(args.path, trust, args.camera, args.media,
+                          tsa_anchors=load_tsa_anchors(args.tsa_cert))
     if args.report:
         try:
             args.report.write_text(report_html(report), encoding="utf-8")
@@ -253,7 +384,38 @@ def _verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.authentic else EXIT_NOT_AUTHENTIC
 
 
+def _match(args: argparse.Namespace) -> int:
+    from .match import DEFAULT_THRESHOLD, match
+
+    verdict = None
+    if args.trust is not None:
+        from .keys import load_trusted
+        from .verify.load import inspect_path
+
+        verdict = inspect_path(args.evidence, load_trusted(args.trust), args.camera).verdict
+    report = match(args.copy, args.evidence, camera=args.camera,
+                   threshold=args.threshold or DEFAULT_THRESHOLD, evidence_verdict=verdict)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        sys.stdout.write(report.to_text())
+    return EXIT_OK if report.success else EXIT_NOT_AUTHENTIC
+
+
+def _ca(args: argparse.Namespace) -> int:
+    from .trust.commands import ca_command
+
+    return ca_command(args)
+
+
+def _device(args: argparse.Namespace) -> int:
+    from .trust.commands import device_command
+
+    return device_command(args)
+
+
 COMMANDS = {"keygen": _keygen, "record": _record, "export": _export, "verify": _verify,
+            "match": _match, "ca": _ca, "device": _device,
             "journal": _journal, "serve": _serve, "user": _user}
 
 
@@ -275,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         message = str(exc) if isinstance(exc, Error) else _os_error(exc)
         message = message.replace("\n", " ")
         print(f"vidproof: error: {message}", file=sys.stderr)
-        if command == "verify" and args.json:
+        if command in ("verify", "match") and args.json:
             print(json.dumps({"verdict": "error", "error": message, "camera_ids": [],
                               "frames": 0, "first_utc": None, "last_utc": None,
                               "findings": []}))

@@ -26,6 +26,7 @@ _PARAM_SETS = {H264: frozenset((7, 8)), HEVC: frozenset((32, 33, 34))}
 # muxers add or drop; never digested.
 _FRAMING = {H264: frozenset((9, 10, 11, 12)), HEVC: frozenset((35, 36, 37, 38))}
 _LEN = struct.Struct(">I")
+Buffer = bytes | bytearray | memoryview  # packet data; a memoryview avoids a copy
 
 
 class BitstreamError(ValueError):
@@ -39,7 +40,7 @@ def nal_type(codec: str, nal: bytes | memoryview) -> int:
     return first & 0x1F if codec == H264 else (first >> 1) & 0x3F
 
 
-def is_annexb(data: bytes) -> bool:
+def is_annexb(data: Buffer) -> bool:
     return data[:3] == b"\x00\x00\x01" or data[:4] == b"\x00\x00\x00\x01"
 
 
@@ -50,7 +51,7 @@ Spans = list[tuple[int, int]]
 _START = re.compile(b"\x00\x00\x01")
 
 
-def annexb_spans(data: bytes) -> Spans:
+def annexb_spans(data: Buffer) -> Spans:
     """Offsets of the NAL units of Annex B data; trailing zero bytes belong to no NAL unit."""
     spans: Spans = []
     search = _START.search
@@ -69,7 +70,7 @@ def annexb_spans(data: bytes) -> Spans:
     return spans
 
 
-def length_prefixed_spans(data: bytes, length_size: int = 4) -> Spans:
+def length_prefixed_spans(data: Buffer, length_size: int = 4) -> Spans:
     """Offsets of the NAL units of length-prefixed (avcC/hvcC style) data."""
     spans: Spans = []
     pos, size = 0, len(data)
@@ -188,7 +189,7 @@ class FrameHasher:
     def params_digest(self) -> str:
         return self._params_digest
 
-    def nal_spans(self, data: bytes) -> Spans:
+    def nal_spans(self, data: Buffer) -> Spans:
         if self.length_size is not None and data[:4] != b"\x00\x00\x00\x01":
             # A 4-byte length of 256..511 starts with 00 00 01 too: with avcC/hvcC
             # extradata, length prefixes come first; Annex B only if they do not fit.
@@ -204,7 +205,8 @@ class FrameHasher:
     def nal_units(self, data: bytes) -> list[bytes]:
         return [data[b:e] for b, e in self.nal_spans(data)]
 
-    def digest(self, data: bytes) -> FrameDigest:
+    def digest(self, data: Buffer) -> FrameDigest:
+        """Digest one access unit: ``bytes``, or a memoryview of a packet (no copy)."""
         # Same bytes as _digest_nals over the VCL NAL units, without copying them.
         h = hashlib.sha256()
         view = memoryview(data)
@@ -220,7 +222,7 @@ class FrameHasher:
                 h.update(view[begin:end])
                 units += 1
             elif kind in ps_types:
-                params.append(data[begin:end])
+                params.append(bytes(data[begin:end]))
                 other.append((begin, end))
             elif kind not in self._framing:
                 other.append((begin, end))

@@ -76,6 +76,7 @@ class _Camera:
     entries: dict[int, dict[str, Any]] = field(default_factory=dict)
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     contexts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    timestamps: list[dict[str, Any]] = field(default_factory=list)  # RFC 3161 tokens
 
 
 def _load_camera(cam_dir: Path) -> _Camera:
@@ -90,7 +91,9 @@ def _load_camera(cam_dir: Path) -> _Camera:
             except (ValueError, RecordError) as exc:
                 raise UsageError(f"{cam_dir / EVIDENCE} line {n} is damaged ({exc}); "
                                  "run vidproof verify on the store") from None
-            if obj["type"] == "checkpoint":
+            if obj["type"] == "timestamp":
+                cam.timestamps.append(obj)
+            elif obj["type"] == "checkpoint":
                 cam.checkpoints.append(obj)
             else:
                 cam.entries[entry.seq] = obj
@@ -147,6 +150,33 @@ def select(cam: _Camera, start_ns: int, end_ns: int) -> Selection:
     needed = {e["ctx"] for e in entries if e["type"] != "context"} - in_range
     contexts = [cam.contexts[h] for h in sorted(needed) if h in cam.contexts]
     return Selection(anchor, end, entries, chosen, contexts, trimmed)
+
+
+def timestamps_for_clip(cam: _Camera, sel: Selection) -> dict[str, Any]:
+    """The RFC 3161 tokens that cover the clip (docs/FORMAT.md section 13.5), for
+    evidence.json: the tokens over its checkpoints (after the anchor, up to the end one)
+    and, when the end checkpoint has none, the first token after it together with the
+    checkpoint lines from the end up to the one it covers (``timestamp_checkpoints``),
+    which link that token to the clip. Nothing when there is no token."""
+    pos = {entry_hash(c): i for i, c in enumerate(cam.checkpoints)}
+    anchor_i, end_i = pos.get(entry_hash(sel.anchor)), pos.get(entry_hash(sel.end))
+    if anchor_i is None or end_i is None:
+        return {}
+    by_pos: dict[int, list[dict[str, Any]]] = {}
+    for t in cam.timestamps:
+        i = pos.get(t["checkpoint"])
+        if i is not None:
+            by_pos.setdefault(i, []).append(t)
+    chosen = [t for i in range(anchor_i + 1, end_i + 1) for t in by_pos.get(i, [])]
+    linked: list[dict[str, Any]] = []
+    if end_i not in by_pos:
+        later = next((i for i in sorted(by_pos) if i > end_i), None)
+        if later is not None:
+            linked = cam.checkpoints[end_i + 1:later + 1]
+            chosen.append(by_pos[later][0])
+    if not chosen:
+        return {}
+    return {"timestamps": chosen, "timestamp_checkpoints": linked}
 
 
 def _segment_first_digest(path: Path) -> str | None:
@@ -341,6 +371,7 @@ class ExportRequest:
     officer: str
     reason: str = ""
     timezone: str | None = None
+    crls: tuple[Path, ...] = ()  # CRLs of the device CA, carried in the bundle
 
 
 @dataclass(frozen=True)
@@ -351,6 +382,19 @@ class ExportResult:
     last_utc_ns: int
     verdict: str
     trimmed: bool
+
+
+def _read_crls(paths: tuple[Path, ...]) -> list[str]:
+    from .trust.crl import crl_pem, load_pem_crls
+
+    out: list[str] = []
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read CRL {path}: {exc.strerror}") from None
+        out.extend(crl_pem(c) for c in load_pem_crls(data, str(path)))
+    return out
 
 
 def export(req: ExportRequest, signer: Signer, now_ns: int) -> ExportResult:
@@ -413,6 +457,11 @@ def export(req: ExportRequest, signer: Signer, now_ns: int) -> ExportResult:
             "export": export_entry,
             "public_key": public_pem(signer.public),
         }
+        evidence.update(timestamps_for_clip(cam, sel))
+        from .trust.carry import carried_trust
+
+        evidence.update(carried_trust(cam.entries.values(), cam.checkpoints, evidence, signer,
+                                      _read_crls(req.crls)))
         (work / EVIDENCE_JSON).write_text(json.dumps(evidence, indent=1, ensure_ascii=False)
                                           + "\n", encoding="utf-8")
         from .bundle_report import render_bundle_pages

@@ -8,6 +8,8 @@ anything else, so a record cannot exist in an invalid state.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +20,11 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SIG_HEX = re.compile(r"^(?:[0-9a-f]{2})+$")
 _CAMERA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 EVENT_KINDS = frozenset(
-    {"recorder_start", "recorder_stop", "camera_lost", "camera_back"}
+    {"recorder_start", "recorder_stop", "camera_lost", "camera_back", "source_duplicates",
+     "clock_jump", "clock_offset",
+     "key_rotation"}  # the old key introduces the new one (docs/FORMAT.md section 10.3)
 )
+FINGERPRINT_BYTES = 256  # frame records' optional "fp": base64 of a version-1 fingerprint
 
 
 class RecordError(ValueError):
@@ -147,6 +152,7 @@ class FrameRecord(ChainEntry):
     params: str = GENESIS
     cam_utc_ns: int | None = None
     type: str = "frame"
+    fp: str | None = None  # optional: the picture's fingerprint, base64 (transcode mode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,14 +181,31 @@ class Checkpoint:
         return body
 
 
+@dataclass(frozen=True, slots=True)
+class TimestampEntry:
+    """An RFC 3161 time-stamp token over a checkpoint (docs/FORMAT.md section 13). Not a
+    chain entry and not signed by the recorder: the token is signed by the TSA."""
+
+    camera: str
+    seq: int  # the checkpoint's seq
+    checkpoint: str  # the checkpoint's entry hash: the token's message imprint
+    utc_ns: int  # when the recorder received the token (its own clock)
+    token: str  # base64 of the DER token (a CMS ContentInfo)
+    type: str = "timestamp"
+
+
 Record = ContextRecord | FrameRecord | EventRecord
-Entry = Record | Checkpoint
+Entry = Record | Checkpoint | TimestampEntry
+MAX_TOKEN_BASE64 = 87_384  # base64 of a 64 KiB token
 
 
 def record_to_json(rec: Entry) -> dict[str, Any]:
     base: dict[str, Any] = {"v": FORMAT, "type": rec.type, "camera": rec.camera, "seq": rec.seq}
     if isinstance(rec, Checkpoint):
         return checkpoint_to_json(rec)
+    if isinstance(rec, TimestampEntry):
+        return {"v": FORMAT, "type": rec.type, "camera": rec.camera, "seq": rec.seq,
+                "checkpoint": rec.checkpoint, "utc_ns": rec.utc_ns, "token": rec.token}
     base.update(prev=rec.prev, utc_ns=rec.utc_ns)
     if isinstance(rec, ContextRecord):
         base["context"] = rec.context
@@ -191,6 +214,8 @@ def record_to_json(rec: Entry) -> dict[str, Any]:
             ctx=rec.ctx, pts=rec.pts, dts=rec.dts, tb=list(rec.tb), key=rec.key,
             digest=rec.digest, params=rec.params, cam_utc_ns=rec.cam_utc_ns,
         )
+        if rec.fp is not None:
+            base["fp"] = rec.fp
     else:
         base.update(ctx=rec.ctx, event=rec.event, detail=rec.detail)
     return base
@@ -211,7 +236,39 @@ _KEYS = {
                         "params", "cam_utc_ns"},
     "event": _COMMON | {"prev", "utc_ns", "ctx", "event", "detail"},
     "checkpoint": _COMMON | {"head", "prev_checkpoint", "utc_ns", "key", "alg", "sig"},
+    "timestamp": _COMMON | {"checkpoint", "utc_ns", "token"},
 }
+_OPTIONAL = {"frame": {"fp"}}
+
+
+def _fingerprint(obj: dict[str, Any], where: str) -> str | None:
+    """The optional ``fp`` member: exactly the padded base64 of 256 bytes (one spelling)."""
+    if "fp" not in obj:
+        return None
+    value = obj["fp"]
+    try:
+        if not isinstance(value, str) or len(value) != 344:
+            raise ValueError
+        raw = base64.b64decode(value, validate=True)
+        if len(raw) != FINGERPRINT_BYTES or base64.b64encode(raw).decode("ascii") != value:
+            raise ValueError
+    except (ValueError, binascii.Error):
+        raise RecordError(f"{where}: field 'fp' is not the base64 of a "
+                          f"{FINGERPRINT_BYTES}-byte fingerprint") from None
+    return value
+
+
+def _token(obj: dict[str, Any], where: str) -> str:
+    """A timestamp entry's ``token``: padded standard base64, one spelling only."""
+    value = _get(obj, "token", str, where)
+    try:
+        if not value or len(value) > MAX_TOKEN_BASE64:
+            raise ValueError
+        if base64.b64encode(base64.b64decode(value, validate=True)).decode("ascii") != value:
+            raise ValueError
+    except (ValueError, binascii.Error):
+        raise RecordError(f"{where}: field 'token' is not base64 of at most 64 KiB") from None
+    return str(value)
 
 
 def _check_context(ctx: dict[str, Any], where: str) -> None:
@@ -225,8 +282,56 @@ def _check_context(ctx: dict[str, Any], where: str) -> None:
     _get(key, "alg", str, where + " context.key")
 
 
+_HEX256 = re.compile(r"[0-9a-f]{256}")
+_CAMERA_IDS_SEEN: set[str] = set()  # valid camera ids met by _frame_entry (a few)
+
+
+def _frame_entry(obj: dict[str, Any]) -> FrameRecord | None:
+    """The hot path of :func:`entry_from_json`: a frame entry without ``fp`` (every frame
+    of a passthrough recording), checked as the general path checks it, in fewer steps.
+    None when anything differs: the general path then decides, and names the problem."""
+    if len(obj) != 14:
+        return None
+    try:  # 14 members, these 14 among them: exactly the members of a frame entry
+        camera, seq, prev, utc_ns, ctx = (obj["camera"], obj["seq"], obj["prev"],
+                                          obj["utc_ns"], obj["ctx"])
+        pts, dts, tb, key, digest = obj["pts"], obj["dts"], obj["tb"], obj["key"], obj["digest"]
+        params, cam_utc_ns, v = obj["params"], obj["cam_utc_ns"], obj["v"]
+    except KeyError:
+        return None
+    if v != FORMAT or type(seq) is not int or seq < 0 or type(utc_ns) is not int:
+        return None
+    if type(key) is not bool or type(tb) is not list or len(tb) != 2:
+        return None
+    num, den = tb
+    if type(num) is not int or type(den) is not int or num <= 0 or den <= 0:
+        return None
+    for n in (pts, dts, cam_utc_ns):
+        if n is not None and type(n) is not int:
+            return None
+    hexes = (prev, ctx, digest, params)
+    for h in hexes:
+        if type(h) is not str or len(h) != 64:
+            return None
+    if not _HEX256.fullmatch("".join(hexes)):
+        return None
+    if type(camera) is not str:  # before the set lookup: a list is unhashable
+        return None
+    if camera not in _CAMERA_IDS_SEEN:
+        if not _CAMERA_ID.fullmatch(camera):
+            return None
+        if len(_CAMERA_IDS_SEEN) < 64:
+            _CAMERA_IDS_SEEN.add(camera)
+    return FrameRecord(camera, seq, prev, utc_ns, ctx, pts, dts, (num, den), key, digest,
+                       params, cam_utc_ns)
+
+
 def entry_from_json(obj: Any) -> Entry:
     """Validate one parsed evidence line and build its record."""
+    if type(obj) is dict and obj.get("type") == "frame":
+        frame = _frame_entry(obj)
+        if frame is not None:
+            return frame
     if not isinstance(obj, dict):
         raise RecordError("evidence entry is not a JSON object")
     kind = obj.get("type")
@@ -235,13 +340,16 @@ def entry_from_json(obj: Any) -> Entry:
     where = f"{kind} entry"
     if obj.get("v") != FORMAT:
         raise RecordError(f"{where}: format {obj.get('v')!r} is not {FORMAT!r}")
-    _exact_keys(obj, _KEYS[kind], where)
+    _exact_keys(obj, _KEYS[kind] | _OPTIONAL.get(kind, set()), where)
     camera = check_camera_id(_get(obj, "camera", str, where))
     seq = _get(obj, "seq", int, where)
     if seq < 0:
         raise RecordError(f"{where}: negative seq")
     where = f"{kind} entry seq {seq}"
     utc_ns = _get(obj, "utc_ns", int, where)
+    if kind == "timestamp":
+        return TimestampEntry(camera, seq, _hex64(obj, "checkpoint", where), utc_ns,
+                              _token(obj, where))
     if kind == "checkpoint":
         prev_cp = _get(obj, "prev_checkpoint", str, where)
         if prev_cp != GENESIS:
@@ -270,5 +378,5 @@ def entry_from_json(obj: Any) -> Entry:
         camera, seq, prev, utc_ns, ctx_hash, _opt_int(obj, "pts", where),
         _opt_int(obj, "dts", where), (tb[0], tb[1]), _get(obj, "key", bool, where),
         _hex64(obj, "digest", where), _hex64(obj, "params", where),
-        _opt_int(obj, "cam_utc_ns", where),
+        _opt_int(obj, "cam_utc_ns", where), fp=_fingerprint(obj, where),
     )

@@ -19,12 +19,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import av
 
-from .canonical import canonical_bytes, entry_hash, sha256_hex
-from .model import GENESIS, check_camera_id
+from .canonical import CanonicalError, canonical_bytes, entry_hash, sha256_hex
+from .model import GENESIS, Checkpoint, RecordError, check_camera_id, entry_from_json
 
 EVIDENCE = "evidence.jsonl"
 SEGMENTS = "segments"
@@ -56,7 +56,8 @@ def remember_recorder_key(store: Path, key: Path) -> None:
     """Note, in STORE/recorder.json, where the recorder's key is (the path, never the key)."""
     store.mkdir(parents=True, exist_ok=True)
     path = store / RECORDER_JSON
-    path.write_text(json.dumps({"key": str(key.resolve())}, indent=1) + "\n")
+    where = str(key) if str(key).startswith("pkcs11:") else str(key.resolve())  # a token URI
+    path.write_text(json.dumps({"key": where}, indent=1) + "\n")
 
 
 def recorder_key_path(store: Path) -> Path | None:
@@ -100,16 +101,29 @@ class EvidenceWriter:
 
 
 class SegmentWriter:
-    """Muxes coded packets, unchanged, into one MPEG-TS segment."""
+    """Muxes coded packets, unchanged, into one MPEG-TS segment.
+
+    FFmpeg writes the file through its own I/O (``flush_packets``: each packet reaches
+    the kernel as it is muxed, with no Python call per write); ``sync`` fsyncs the file
+    through a descriptor of our own, opened when the segment is created (exclusively:
+    a segment is never overwritten). fsync acts on the file, whichever descriptor.
+    """
 
     def __init__(self, path: Path, template: av.video.stream.VideoStream | None,
                  codec: str, time_base: Fraction) -> None:
         self.path = path
-        self._file: BinaryIO = open(path, "xb")  # noqa: SIM115
-        self._out = av.open(self._file, "w", format="mpegts", options={"flush_packets": "1"})
-        self._stream: Any = (self._out.add_stream_from_template(template)
-                             if template is not None else self._out.add_mux_stream(codec))
-        self._stream.time_base = time_base
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            # An absolute path: FFmpeg would read "name:" at the start of a relative
+            # one as a protocol.
+            self._out = av.open(os.path.abspath(path), "w", format="mpegts",
+                                options={"flush_packets": "1"})
+            self._stream: Any = (self._out.add_stream_from_template(template)
+                                 if template is not None else self._out.add_mux_stream(codec))
+            self._stream.time_base = time_base
+        except BaseException:
+            os.close(self._fd)
+            raise
         self.frames = 0
         self.first_utc_ns: int | None = None
         self._last_dts: int | None = None
@@ -134,15 +148,16 @@ class SegmentWriter:
         self.frames += 1
 
     def sync(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        os.fsync(self._fd)
 
     def close(self) -> None:
         try:
             self._out.close()
         finally:
-            self.sync()
-            self._file.close()
+            try:
+                self.sync()
+            finally:
+                os.close(self._fd)
 
 
 def next_segment_path(cam_dir: Path) -> Path:
@@ -178,6 +193,13 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
             yield offset, line
 
 
+def _is_checkpoint(entry: dict[str, Any]) -> bool:
+    try:
+        return isinstance(entry_from_json(entry), Checkpoint) and bool(entry_hash(entry))
+    except (RecordError, CanonicalError):
+        return False
+
+
 def recover(cam_dir: Path) -> ChainState:
     """Find the chain head signed by the last checkpoint; move any unsigned tail aside.
 
@@ -193,13 +215,23 @@ def recover(cam_dir: Path) -> ChainState:
     last_signed_event: str | None = None
     pending_event: str | None = None
     for offset, line in _iter_lines(log):
+        # A damaged line is the verifier's business: recovery looks past it, so that
+        # the signed entries after it are never moved aside.
         try:
             entry = json.loads(line)
-        except ValueError:
-            break
-        if entry.get("type") == "checkpoint":
-            checkpoint, cut = entry, offset
-            last_signed_event = pending_event
+        except (ValueError, RecursionError):
+            entry = None
+        if not isinstance(entry, dict):
+            pending_event = None
+        elif entry.get("type") == "checkpoint":
+            if _is_checkpoint(entry):
+                checkpoint, cut = entry, offset
+                last_signed_event = pending_event
+        elif entry.get("type") == "timestamp":
+            # Timestamp tokens are written right after a checkpoint line (vidproof/timestamp/
+            # tsa.py): they stay with the signed part, and are not an unsigned tail.
+            if checkpoint is not None and cut == offset - len(line):
+                cut = offset
         elif entry.get("type") == "event":
             pending_event = entry.get("event")
         else:
@@ -214,7 +246,8 @@ def recover(cam_dir: Path) -> ChainState:
         unsigned = tail.count(b"\n") + (0 if tail.endswith(b"\n") else 1)
         crash_dir = cam_dir / CRASH
         crash_dir.mkdir(exist_ok=True)
-        index = len(list(crash_dir.glob("tail-*.jsonl"))) + 1
+        index = 1 + max((int(p.stem[5:]) for p in crash_dir.glob("tail-*.jsonl")
+                         if p.stem[5:].isdigit()), default=0)
         tail_path = crash_dir / f"tail-{index:06d}.jsonl"
         with open(tail_path, "xb") as f:
             f.write(tail)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import itertools
 import logging
-import platform
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 
@@ -27,8 +27,13 @@ from ..errors import SourceError
 from ..keys import Signer
 from ..model import Location
 from ..store import EvidenceWriter, SegmentWriter, camera_dir, next_segment_path, recover
+from ..timestamp.clock import ClockSettings, ClockWatch
+from .profile import assess
 from .sources import CodedFrame, SourceLost, StreamInfo, open_source, redact
 from .status import StatusFile
+
+if TYPE_CHECKING:  # imported when --tsa is given: asn1crypto and HTTP cost start-up time
+    from ..timestamp.tsa import TsaSettings
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,12 @@ class RecordSettings:
     segment_seconds: float = 60.0
     status_file: Path | None = None
     tls_ca: Path | None = None  # CA certificate that an rtsps:// camera must present
+    # Transcode mode (``--stamp``): a vidproof.encode.TranscodeSettings; None: passthrough.
+    transcode: Any = None
+    wide_shot: bool = False  # decree minimums of a wide-shot camera (capture/profile.py)
+    allow_below_minimum: bool = False
+    tsa: TsaSettings | None = None  # RFC 3161 time-stamping of checkpoints (--tsa)
+    clock_sync: ClockSettings | None = None  # NTP clock discipline (--ntp)
 
 
 @dataclass
@@ -69,6 +80,9 @@ class Recorder:
         self.segment_start_ns = 0
         self.result = RecordResult()
         self.status = StatusFile(settings.status_file)
+        self._duplicates: list[int] = []  # seqs of frames the source repeated, not yet told
+        # Key rotation (vidproof.trust.rotation): asked at each keyframe for a new signer.
+        self.rotation: Callable[[int, Signer], tuple[Signer, str] | None] | None = None
 
     def _sync_media(self) -> None:
         if self.segment is not None:
@@ -97,22 +111,81 @@ class Recorder:
                                 if info.clock == "wall" else
                                 "capture time = recording start + stream timestamp"),
             },
-            "key": {"alg": self.signer.alg, "id": self.signer.key_id},
-            "recorder": {"software": f"vidproof {__version__}", "host": platform.node()},
-        }
+            "key": self.signer.key_json(),  # with its certificate chain, if any
+            "recorder": {"software": f"vidproof {__version__}", "host": os.uname().nodename},
+        } | (getattr(info, "context", None) or {"profile": self._passthrough_profile(info)})
+
+    def _passthrough_profile(self, info: StreamInfo) -> dict[str, Any]:
+        """Passthrough records the camera's stream as it is: its profile against the
+        decree's minimums is assessed and recorded, not enforced (transcode mode
+        refuses a profile below them: vidproof/encode.py)."""
+        s = self.settings
+        a = assess(info.width, info.height, info.fps, wide_shot=s.wide_shot,
+                   override=s.allow_below_minimum, enforced=False)
+        if not a.meets_minimum and not a.override:
+            log.warning("passthrough: the camera's profile is below the decree's minimums "
+                        "(%s); recording it as it is", "; ".join(a.shortfalls()))
+        return a.to_json()
+
+    def _report_duplicates(self, chain: Chain, now: int) -> None:
+        """A signed event for the frames the source repeated since the last one."""
+        if not self._duplicates:
+            return
+        seqs, self._duplicates = self._duplicates, []
+        chain.event("source_duplicates", now, {
+            "frames": len(seqs), "first_seq": seqs[0], "last_seq": seqs[-1],
+            "total": self.status.fields.get("duplicated_frames", 0),
+            "test": "identical to the picture before, outside the stamp"})
+        self.result.events += 1
+
+    def _time_context(self, context: dict[str, Any]) -> dict[str, Any]:
+        """The clock's measured synchronization and the time-stamping settings, in the
+        signed context; only when configured, so that other contexts keep their shape."""
+        sync = self.clock_watch.context()
+        if sync is not None:
+            clock = context.get("clock")
+            context["clock"] = dict(clock if isinstance(clock, dict) else {}, sync=sync)
+        if self.settings.tsa is not None:
+            context["timestamping"] = self.settings.tsa.context()
+        return context
+
+    def _clock_events(self, chain: Chain) -> None:
+        """Signed clock_jump / clock_offset events (vidproof/timestamp/clock.py)."""
+        for kind, utc_ns, detail in self.clock_watch.poll():
+            log.warning("%s: %s %s", self.settings.camera_id, kind,
+                        {k: v for k, v in detail.items() if k in ("jump_ns", "offset_ns",
+                                                                   "status")})
+            chain.event(kind, utc_ns, detail)
+            self.result.events += 1
 
     def run(self) -> RecordResult:
         s = self.settings
+        # The clock before anything else (docs/FORMAT.md section 14): evidence is not
+        # recorded with time stamps the recorder cannot guarantee, unless overridden.
+        self.clock_watch = ClockWatch(s.clock_sync or ClockSettings(), self.clock)
+        self.clock_watch.start_check()
         # Open the source before touching the store: a missing or unreachable camera
         # fails here, and the crash recovery below is done (and signed, in the
         # recorder_start event) by a run that actually records.
-        source = open_source(s.source, fast=s.fast, duration=s.duration, clock=self.clock,
-                             tls_ca=s.tls_ca,
-                             stop=self.stop)
+        if s.transcode is not None:
+            from ..encode import transcode_source
+
+            source = transcode_source(s.source, s.transcode, fast=s.fast, duration=s.duration,
+                                      clock=self.clock, stop=self.stop, tls_ca=s.tls_ca)
+        else:
+            source = open_source(s.source, fast=s.fast, duration=s.duration, clock=self.clock,
+                                 tls_ca=s.tls_ca,
+                                 stop=self.stop)
         first = next(source, None)
         self.cam_dir.mkdir(parents=True, exist_ok=True)
         state = recover(self.cam_dir)
-        evidence = EvidenceWriter(self.cam_dir / "evidence.jsonl")
+        if s.tsa is None:
+            evidence: EvidenceWriter = EvidenceWriter(self.cam_dir / "evidence.jsonl")
+        else:
+            from ..timestamp.tsa import Timestamper, TimestampingWriter
+
+            evidence = TimestampingWriter(self.cam_dir / "evidence.jsonl",
+                                          Timestamper(s.tsa, s.camera_id, self.clock))
         chain = Chain(s.camera_id, self.signer, evidence, state, self._sync_media)
         hasher: FrameHasher | None = None
         info: StreamInfo | None = None
@@ -122,13 +195,15 @@ class Recorder:
             for item in itertools.chain(() if first is None else (first,), source):
                 if self.stop():
                     break  # SIGTERM: testsrc and file sources do not watch stop() themselves
+                if started:
+                    self._clock_events(chain)
                 if isinstance(item, StreamInfo):
                     now = self.clock()
                     chain.checkpoint(now)
                     self._close_segment()
                     hasher = FrameHasher(item.codec, item.extradata)
                     info = item
-                    chain.context(self._context(item), now)
+                    chain.context(self._time_context(self._context(item)), now)
                     if not started:
                         started = True
                         detail: dict[str, Any] = {"previous_run": state.previous_run}
@@ -151,6 +226,7 @@ class Recorder:
                         "fps": None if item.fps is None else float(item.fps)})
                     continue
                 if isinstance(item, SourceLost):
+                    self._report_duplicates(chain, item.utc_ns)
                     chain.checkpoint(item.utc_ns)
                     self._close_segment()
                     chain.event("camera_lost", item.utc_ns, {"reason": item.reason})
@@ -165,6 +241,7 @@ class Recorder:
                 now = self.clock()
                 reason = ("stopped by the operator" if self.stop() else
                           "duration reached" if s.duration is not None else "source ended")
+                self._report_duplicates(chain, now)
                 chain.event("recorder_stop", now, {"reason": reason, "frames": self.result.frames})
                 chain.checkpoint(now)
         except BitstreamError as exc:
@@ -175,6 +252,7 @@ class Recorder:
             if started:
                 chain.checkpoint(self.clock())
             self._close_segment()
+            self.clock_watch.close()
             evidence.close()
             self.result.checkpoints = chain.checkpoints
             self.status.update(True, state="stopped")
@@ -183,7 +261,13 @@ class Recorder:
     def _frame(self, chain: Chain, hasher: FrameHasher, info: StreamInfo,
                frame: CodedFrame) -> None:
         self.status.fields["frames_in"] += 1
+        if frame.keyframe and self.rotation is not None:  # key rotation, at a GOP boundary
+            rotated = self.rotation(frame.utc_ns, self.signer)
+            if rotated is not None:
+                chain.rotate(rotated[0], self.clock(), rotated[1])
+                self.signer = rotated[0]
         if chain.due(frame.utc_ns, frame.keyframe):
+            self._report_duplicates(chain, frame.utc_ns)
             chain.checkpoint(self.clock())
             self.status.update()
         if frame.keyframe and (
@@ -201,11 +285,15 @@ class Recorder:
         fd = hasher.digest(frame.data)
         self.segment.write(frame.data, frame.pts, frame.dts, frame.time_base, frame.keyframe)
         tb: Fraction = frame.time_base
-        chain.frame(utc_ns=frame.utc_ns, pts=frame.pts, dts=frame.dts,
-                    tb=(tb.numerator, tb.denominator), key=frame.keyframe, digest=fd.digest,
-                    params=fd.params, cam_utc_ns=frame.cam_utc_ns)
+        seq = chain.frame(utc_ns=frame.utc_ns, pts=frame.pts, dts=frame.dts,
+                          tb=(tb.numerator, tb.denominator), key=frame.keyframe,
+                          digest=fd.digest, params=fd.params, cam_utc_ns=frame.cam_utc_ns,
+                          fp=getattr(frame, "fp", None))
         self.result.frames += 1
         st = self.status.fields
+        if getattr(frame, "duplicate", False):  # transcode mode: the source repeated it
+            self._duplicates.append(seq)
+            st["duplicated_frames"] = st.get("duplicated_frames", 0) + 1
         st["frames_out"] += 1
         st["bytes"] += len(frame.data)
         st["last_frame_utc_ns"] = frame.utc_ns

@@ -7,6 +7,7 @@ and they are never logged or recorded.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -18,6 +19,13 @@ from ..errors import UsageError
 from ..model import Location, RecordError, check_camera_id
 
 MAX_RETENTION_DAYS = 30  # decree of 3 August 2007: at most one month
+# Every key the loader accepts (configs/site.example.toml documents each); any other key
+# is refused, so that a misspelt setting is not silently replaced by its default.
+TOP_KEYS = frozenset({"site", "storage", "cameras", "ntp", "tsa"})
+SITE_KEYS = frozenset({"name", "host", "port", "key", "users_file"})
+STORAGE_KEYS = frozenset({"path", "segment_seconds", "retention_days", "retention_override"})
+CAMERA_KEYS = frozenset({"id", "source", "location", "lat", "lon", "close_shot", "stamp",
+                         "credentials_file", "credentials_env", "enabled"})
 
 
 @dataclass(frozen=True)
@@ -89,8 +97,23 @@ def _req(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
 def _opt(table: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any,
          where: str) -> Any:
     value = table.get(key, default)
-    if value is not default and not isinstance(value, kind):
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if value is not default and (not isinstance(value, kind) or (
+            isinstance(value, bool) and bool not in kinds)):  # TOML true is not a number
         raise UsageError(f"{where}: {key!r} has the wrong type")
+    return value
+
+
+def _known(table: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise UsageError(f"{where}: unknown setting {unknown[0]!r}; expected one of "
+                         f"{', '.join(sorted(allowed))}")
+
+
+def _seconds(value: float, what: str, where: str) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{where}: [storage] {what} must be a positive, finite number")
     return value
 
 
@@ -100,22 +123,29 @@ def load_config(path: Path, data_dir: Path | None = None,
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise UsageError(f"cannot read config {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"config {path} is not valid TOML: {exc}") from None
     base = path.parent
     where = str(path)
+    _known(raw, TOP_KEYS, where)
     site = _opt(raw, "site", dict, {}, where)
     storage = _opt(raw, "storage", dict, {}, where)
+    _known(site, SITE_KEYS, where + " [site]")
+    _known(storage, STORAGE_KEYS, where + " [storage]")
 
     def rel(p: str | Path) -> Path:
         q = Path(os.path.expanduser(str(p)))
         return q if q.is_absolute() else (base / q).resolve()
 
     data = data_dir or rel(_opt(storage, "path", str, "data", where + " [storage]"))
-    retention = float(_opt(storage, "retention_days", (int, float), 30, where))
+    retention = _seconds(float(_opt(storage, "retention_days", (int, float), 30, where)),
+                         "retention_days", where)
     override = bool(_opt(storage, "retention_override", bool, False, where))
-    if retention <= 0:
-        raise UsageError(f"{where}: [storage] retention_days must be positive")
+    segment_seconds = _seconds(float(_opt(storage, "segment_seconds", (int, float), 60, where)),
+                               "segment_seconds", where)
+    port = _opt(site, "port", int, 8080, where)
+    if not 1 <= port <= 65535:
+        raise UsageError(f"{where}: [site] port {port} is not a TCP port (1-65535)")
     if retention > MAX_RETENTION_DAYS and not override:
         raise UsageError(
             f"{where}: [storage] retention_days = {retention:g} exceeds the legal maximum of "
@@ -130,6 +160,7 @@ def load_config(path: Path, data_dir: Path | None = None,
         cw = f"{where} [[cameras]] #{i + 1}"
         if not isinstance(cam, dict):
             raise UsageError(f"{cw}: must be a table")
+        _known(cam, CAMERA_KEYS, cw)
         cid = _req(cam, "id", str, cw)
         try:
             check_camera_id(cid)
@@ -141,8 +172,19 @@ def load_config(path: Path, data_dir: Path | None = None,
             raise UsageError(f"{cw}: camera id {cid!r} is used twice")
         seen.add(cid)
         cred_file = _opt(cam, "credentials_file", str, None, cw)
+        source = _req(cam, "source", str, cw)
+        try:
+            parts = urlsplit(source)
+            inline = "://" in source and bool(parts.username or parts.password)
+        except ValueError as exc:
+            raise UsageError(f"{cw}: source is not a valid URL ({exc})") from None
+        if inline:
+            raise UsageError(f"{cw}: the source URL holds credentials; put them in a file "
+                             "(credentials_file) or an environment variable (credentials_env)")
+        if cred_file and "credentials_env" in cam:
+            raise UsageError(f"{cw}: give credentials_file or credentials_env, not both")
         cameras.append(CameraConfig(
-            id=cid, source=_req(cam, "source", str, cw), location=location,
+            id=cid, source=source, location=location,
             close_shot=bool(_opt(cam, "close_shot", bool, True, cw)),
             stamp=bool(_opt(cam, "stamp", bool, False, cw)),
             credentials_file=rel(cred_file) if cred_file else None,
@@ -156,9 +198,9 @@ def load_config(path: Path, data_dir: Path | None = None,
         users_file=users_file or rel(_opt(site, "users_file", str, str(data / "users.json"),
                                           where)),
         cameras=tuple(cameras),
-        segment_seconds=float(_opt(storage, "segment_seconds", (int, float), 60, where)),
+        segment_seconds=segment_seconds,
         retention_days=retention, retention_override=override,
         host=str(_opt(site, "host", str, "127.0.0.1", where)),
-        port=int(_opt(site, "port", int, 8080, where)),
+        port=port,
         ntp=dict(_opt(raw, "ntp", dict, {}, where)), tsa=dict(_opt(raw, "tsa", dict, {}, where)),
     )

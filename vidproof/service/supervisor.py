@@ -28,6 +28,11 @@ from .config import CameraConfig, SiteConfig
 
 log = logging.getLogger(__name__)
 SOURCE_ENV = "VIDPROOF_SOURCE_URL"
+# A worker must not outlive the service (killed, or crashed): a new service would start
+# a second recorder on the same camera, and two writers ruin its chain. util-linux's
+# setpriv sets the parent-death signal before it execs the worker (Linux).
+_SETPRIV = shutil.which("setpriv") if sys.platform == "linux" else None
+_DIE_WITH_SERVICE = [_SETPRIV, "--pdeathsig", "TERM", "--"] if _SETPRIV else []
 
 
 @dataclass
@@ -77,7 +82,8 @@ class Supervisor:
         env[SOURCE_ENV] = w.camera.source_with_credentials()
         w.stderr_path = run_dir / f"{w.camera.id}.stderr"
         with open(w.stderr_path, "ab") as err:
-            w.process = subprocess.Popen(self._command(w.camera), env=env, stdin=subprocess.DEVNULL,
+            w.process = subprocess.Popen([*_DIE_WITH_SERVICE, *self._command(w.camera)],
+                                         env=env, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=err,
                                          start_new_session=True)
         w.started_at = time.monotonic()
@@ -145,12 +151,14 @@ class Supervisor:
     def health(self, camera_id: str) -> dict[str, Any]:
         w = self.workers[camera_id]
         status = _read_json(self.status_path(camera_id))
+        alive = w.process is not None and w.process.poll() is None
+        if alive and w.process is not None and status.get("pid") != w.process.pid:
+            status = {}  # the file is still the previous worker's: this one is starting
         cam_dir = self.config.store / camera_id
         used = _dir_size(cam_dir)
         free = shutil.disk_usage(self.config.data_dir).free if self.config.data_dir.exists() \
             else 0
         rate = status.get("bytes_per_second") or 0
-        alive = w.process is not None and w.process.poll() is None
         return {
             "camera_id": camera_id,
             "state": (status.get("state", "starting") if alive else w.state),

@@ -13,7 +13,7 @@ import json
 import re
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -25,7 +25,7 @@ import av
 
 from ..canonical import CanonicalError, canonical_bytes, sha256_hex
 from ..errors import CouldNotVerify, UsageError
-from ..keys import TrustedKey
+from ..trust.policy import CAPolicy, TrustPolicy
 from .core import (
     ERROR,
     WARNING,
@@ -43,7 +43,11 @@ BUNDLE_FORMAT = "vidproof-bundle/1"
 EVIDENCE_JSON, CLIP, SUMS = "evidence.json", "clip.mp4", "SHA256SUMS"
 REQUIRED_PAGES = ("report.html", "player.html")
 EVIDENCE_KEYS = frozenset({"format", "camera", "clip", "anchor", "contexts", "entries",
-                           "checkpoints", "export", "public_key"})
+                           "checkpoints", "export", "public_key",
+                           # RFC 3161 tokens covering the clip (docs/FORMAT.md section 13.5)
+                           "timestamps", "timestamp_checkpoints",
+                           # keys, key rotations and CRLs (docs/FORMAT.md section 12.5)
+                           "keys", "rotations", "crls"})
 MAX_FILES = 32
 MAX_TOTAL_BYTES = 64 << 30
 MAX_EVIDENCE_BYTES = 1 << 30
@@ -178,14 +182,13 @@ def _runs(seqs: list[int]) -> list[tuple[int, int]]:
 def _key_id_of_pem(pem: object) -> str | None:
     if not isinstance(pem, str) or len(pem) > 4096:
         return None
-    try:
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+    from ..errors import KeyFormatError
+    from ..trust.keytypes import key_id, load_public_pem
 
-        public = load_pem_public_key(pem.encode("ascii"))
-    except (ValueError, TypeError, UnicodeEncodeError):
+    try:
+        return key_id(load_public_pem(pem.encode("ascii")))
+    except (KeyFormatError, UnicodeEncodeError):
         return None
-    return TrustedKey(public).key_id if isinstance(public, Ed25519PublicKey) else None
 
 
 def _check_pages(exp: dict[str, Any], files: dict[str, str], fx: _Fx) -> None:
@@ -211,9 +214,10 @@ def _check_pages(exp: dict[str, Any], files: dict[str, str], fx: _Fx) -> None:
                f"{name} is in the bundle but was not part of the export")
 
 
-def _check_export(evidence: dict[str, Any], cam: CameraReport, trust: TrustedKey,
+def _check_export(evidence: dict[str, Any], cam: CameraReport, trust: TrustPolicy,
                   clip_digest: str | None, fx: _Fx) -> None:
-    """B4: the export entry is signed by the trusted key and describes this clip."""
+    """B4: the export entry is signed by a key trusted at the export time and describes
+    this clip."""
     exp = evidence["export"]
     body = {k: v for k, v in exp.items() if k != "sig"}
     try:
@@ -222,10 +226,14 @@ def _check_export(evidence: dict[str, Any], cam: CameraReport, trust: TrustedKey
     except (CanonicalError, ValueError):
         fx.add("export_invalid", ERROR, "the export entry is malformed")
         return
-    if exp.get("key") != trust.key_id:
-        fx.add("untrusted_key", ERROR, "the export entry is not signed by the trusted key")
-    elif not trust.verify(sig, signed):
+    ring = cam.key_ring  # step 4's keys: the trusted ones, and those introduced
+    ok, kind, why = ((False, "untrusted_key", "the evidence was not checked") if ring is None
+                     else ring.judge_export(exp.get("key"), exp.get("alg"), exp.get("utc_ns"),
+                                            sig, signed))
+    if kind == "bad_signature":
         fx.add("bad_signature", ERROR, "the export entry's signature is invalid: it was altered")
+    elif not ok:
+        fx.add(kind, ERROR, f"the export entry is not signed by the trusted key: {why}")
     extra = sorted(set(evidence) - EVIDENCE_KEYS)
     if extra:
         fx.add("evidence_invalid", ERROR,
@@ -423,8 +431,42 @@ def _check_subtitles(clip: Path, evidence: dict[str, Any], observed: list[Observ
                "or their frame was moved or removed)")
 
 
-def inspect_bundle(path: Path, trust: TrustedKey, media: Path | None = None, *,
-                   pages: bool = True) -> Report:
+def _list(evidence: dict[str, Any], key: str) -> list[Any]:
+    """An optional list member of evidence.json (absent from bundles made without a TSA)."""
+    value = evidence.get(key, [])
+    if not isinstance(value, list):
+        raise CouldNotVerify(f"evidence.json: {key!r} has the wrong type")
+    return value
+
+
+def _carried_crls(evidence: dict[str, Any], trust: TrustPolicy, fx: _Fx) -> TrustPolicy:
+    """B2: the CRLs carried in the bundle, added to a CA policy when its CA signed them."""
+    from ..errors import KeyFormatError
+    from ..trust.crl import load_pem_crls
+
+    carried = _list(evidence, "crls")
+    if not carried or not isinstance(trust, CAPolicy):
+        return trust
+    for n, pem in enumerate(carried, 1):
+        try:
+            if not isinstance(pem, str):
+                raise KeyFormatError("not a PEM string")
+            crls = load_pem_crls(pem.encode("ascii", "replace"), f"CRL {n} of evidence.json")
+        except KeyFormatError as exc:
+            fx.add("crl_invalid", ERROR, f"evidence.json: CRL {n} is not a CRL ({exc})")
+            continue
+        for crl in crls:
+            if trust.crl_signed_by_anchor(crl):
+                trust = trust.with_crls([crl])
+            else:
+                fx.add("crl_invalid", ERROR,
+                       f"evidence.json: CRL {n} (issuer '{crl.issuer.rfc4514_string()}') is "
+                       f"not signed by the trusted CA: it was altered or is another CA's")
+    return trust
+
+
+def inspect_bundle(path: Path, trust: TrustPolicy, media: Path | None = None, *,
+                   pages: bool = True, tsa_anchors: Sequence[bytes] | None = None) -> Report:
     """Verify a bundle. ``pages=False`` leaves out the report and player pages: the
     exporter's own check, made before the pages exist, uses it."""
     with unpacked(path) as root:
@@ -436,7 +478,8 @@ def inspect_bundle(path: Path, trust: TrustedKey, media: Path | None = None, *,
         for f in fx.items:
             object.__setattr__(f, "camera", camera)
         lines = [ParsedLine(i + 1, e) for i, e in
-                 enumerate([*evidence["entries"], *evidence["checkpoints"]])]
+                 enumerate([*evidence["entries"], *evidence["checkpoints"],
+                            *_list(evidence, "timestamps")])]
         clip = root / CLIP
         target = media if media is not None else clip
         if media is not None and not media.is_file():
@@ -448,10 +491,14 @@ def inspect_bundle(path: Path, trust: TrustedKey, media: Path | None = None, *,
             observed, problems = [], []
         if media is not None and not observed:
             raise CouldNotVerify(f"{media}: no H.264/H.265 video could be read")
+        trust = _carried_crls(evidence, trust, fx)
         anchor = Anchor(evidence["anchor"], tuple(c for c in evidence["contexts"]
-                                                  if isinstance(c, dict)))
-        rep, found = inspect_camera(camera, lines, observed, problems, trust.key_id,
-                                    lambda sig, data: trust.verify(sig, data), anchor)
+                                                  if isinstance(c, dict)),
+                        tuple(_list(evidence, "keys")), tuple(_list(evidence, "rotations")))
+        rep, found = inspect_camera(camera, lines, observed, problems, trust, None, anchor,
+                                    tsa_anchors=tsa_anchors,
+                                    timestamp_checkpoints=_list(evidence,
+                                                                "timestamp_checkpoints"))
         _check_export(evidence, rep, trust, digests.get(CLIP) if clip.is_file() else None, fx)
         if pages:
             _check_pages(evidence["export"], digests, fx)

@@ -22,8 +22,12 @@ from ..model import (
     FrameRecord,
     Record,
     RecordError,
+    TimestampEntry,
     entry_from_json,
 )
+from ..trust.policy import TrustPolicy
+from .keyring import CallbackPolicy, KeyRing
+from .timestamps import Stamp, check_timestamps, clock_quality
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 MAX_ENTRIES = 20_000_000
@@ -69,6 +73,9 @@ class ParsedLine:
     value: Any  # the parsed JSON value, or None with ``error`` set
     error: str | None = None
     torn: bool = False  # the last line, cut short (no newline): never signed
+    # SHA-256 (hex) of the line's canonical bytes, when the loader has checked that the
+    # line is exactly those bytes and hashed it; None: the core encodes and hashes it.
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,11 @@ class Anchor:
 
     checkpoint: dict[str, Any]
     contexts: tuple[dict[str, Any], ...] = ()
+    # Key material carried with the clip (docs/FORMAT.md 12.5): the keys that sign it
+    # (``{"id", "alg", "public"?, "certs"?}``), and the key rotations of the camera at or
+    # before the anchor, as [event, checkpoint whose head is that event] pairs.
+    keys: tuple[Any, ...] = ()
+    rotations: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -96,6 +108,12 @@ class CameraReport:
     events: list[dict[str, Any]] = field(default_factory=list)
     media_checked: bool = False
     observed_frames: int = 0
+    # Step 6 (docs/FORMAT.md sections 13-14): trusted timestamps and clock quality.
+    proven_existence: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[dict[str, Any]] = field(default_factory=list)  # the keys that signed (step 4)
+    key_ring: Any = field(default=None, repr=False, compare=False)  # for a bundle's export
+    timestamps: dict[str, Any] = field(default_factory=dict)
+    clock: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -185,6 +203,50 @@ def _ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
     return out
 
 
+def _context_findings(fx: _Findings, rec: ContextRecord) -> None:
+    """Information a court should see about how the footage was made (transcode mode,
+    a profile below the decree's minimums); never changes the verdict."""
+    c = rec.context
+    enc = c.get("encoder")
+    if c.get("mode") == "transcode" and isinstance(enc, dict):
+        rate = (f"CRF {enc.get('crf')}" if enc.get("crf") is not None
+                else f"{enc.get('bitrate')} bit/s")
+        fx.add("transcoded", INFO,
+               f"context seq {rec.seq}: the stream was encoded by the recorder "
+               f"({enc.get('codec')}, preset {enc.get('preset')}, {rate}, GOP "
+               f"{enc.get('gop')}) from {c.get('source')!s}, with date, time, camera and "
+               "place burned into the picture; the digests certify the encoded frames",
+               rec.seq, first_utc=rec.utc_ns)
+    prof = c.get("profile")
+    if isinstance(prof, dict) and prof.get("meets_minimum") is False:
+        mn = prof.get("minimum")
+        mn = mn if isinstance(mn, dict) else {}
+        how = ("the operator overrode the check" if prof.get("override") else
+               "recorded as the camera sends it (passthrough)")
+        fx.add("profile_below_minimum", INFO,
+               f"context seq {rec.seq}: the stream ({prof.get('width')}x{prof.get('height')}, "
+               f"fps {prof.get('fps')}) is below the {prof.get('camera')} minimum "
+               f"({mn.get('width')}x{mn.get('height')}, {mn.get('fps')} fps) of the decree of "
+               f"3 August 2007; {how}", rec.seq, first_utc=rec.utc_ns)
+
+
+def _key_findings(fx: _Findings, rep: CameraReport, ring: KeyRing,
+                  seq_utc: dict[int, int]) -> None:
+    """Step 4, keys: the rotations that took effect (information), carried rotations
+    that are not valid (errors), and what the report says about each signing key."""
+    for seq, message in ring.problems:
+        fx.add("key_not_introduced", ERROR, message, None if seq < 0 else seq)
+    for rot in ring.applied():
+        assert rot.new is not None
+        where = " (before the clip; carried with it)" if rot.before_clip else ""
+        fx.add("key_rotation", INFO,
+               f"key rotation at seq {rot.seq}{where}: key {str(rot.previous)[:16]}… "
+               f"introduced key {rot.new.key_id[:16]}… ({rot.new.alg}), signed by the old "
+               "key; later checkpoints are signed by the new one", rot.seq,
+               first_utc=seq_utc.get(rot.seq, rot.utc_ns))
+    rep.keys = ring.describe()
+
+
 def _note_context(rep: CameraReport, rec: ContextRecord) -> None:
     c = rec.context
     if c["location"] not in rep.locations:
@@ -201,11 +263,18 @@ def inspect_camera(
     lines: Sequence[ParsedLine],
     observed: Sequence[ObservedFrame] | None,
     media_problems: Sequence[MediaProblem],
-    trusted_key_id: str,
-    verify_signature: Verifier,
+    trust: TrustPolicy | str,
+    verify_signature: Verifier | None = None,
     anchor: Anchor | None = None,
+    *,
+    tsa_anchors: Sequence[bytes] | None = None,
+    timestamp_checkpoints: Sequence[Any] = (),
 ) -> tuple[CameraReport, list[Finding]]:
-    """Verify one camera's evidence (and media, when ``observed`` is given)."""
+    """Verify one camera's evidence (and media, when ``observed`` is given).
+    ``trust``: the trust policy (a bare key or a CA, :mod:`vidproof.trust.policy`), or a
+    trusted key id with ``verify_signature``, its signature check.
+    ``tsa_anchors``: DER certificates a TSA's must lead to (None: no anchor given);
+    ``timestamp_checkpoints``: a bundle's checkpoints after the clip (section 13.5)."""
     rep = CameraReport(camera)
     fx = _Findings(camera)
     if len(lines) > MAX_ENTRIES:
@@ -216,6 +285,7 @@ def inspect_camera(
     records: list[Record] = []
     hashes: list[str] = []
     checkpoints: list[tuple[Checkpoint, str, dict[str, Any]]] = []
+    stamps: list[Stamp] = []
     for pl in lines:
         if pl.error is not None and pl.torn:
             fx.add("unsigned_tail", WARNING, f"evidence line {pl.line}: {pl.error}: the "
@@ -226,7 +296,8 @@ def inspect_camera(
             continue
         try:
             entry = entry_from_json(pl.value)
-            digest = sha256_hex(canonical_bytes(pl.value))
+            digest = (pl.digest if pl.digest is not None else
+                      sha256_hex(canonical_bytes(pl.value)))
         except (RecordError, CanonicalError) as exc:
             fx.add("malformed_entry", ERROR, f"evidence line {pl.line}: {exc}")
             continue
@@ -235,7 +306,10 @@ def inspect_camera(
                     f"evidence line {pl.line} belongs to camera {entry.camera!r}, not {camera!r}",
                     entry.utc_ns, entry.utc_ns)
             continue
-        if isinstance(entry, Checkpoint):
+        if isinstance(entry, TimestampEntry):  # not in the chain: checked in step 6
+            stamps.append(Stamp(pl.line, entry.seq, entry.checkpoint, entry.token,
+                                entry.utc_ns))
+        elif isinstance(entry, Checkpoint):
             checkpoints.append((entry, digest, pl.value))
         else:
             records.append(entry)
@@ -298,6 +372,7 @@ def inspect_camera(
                 fx.add("context_mismatch", ERROR,
                        f"context at seq {rec.seq} names camera {c['camera_id']!r}", rec.seq)
             _note_context(rep, rec)
+            _context_findings(fx, rec)
             continue
         assert isinstance(rec, FrameRecord | EventRecord)
         if ctx_hash is None and rec.ctx in anchor_contexts:
@@ -315,6 +390,12 @@ def inspect_camera(
     del ctx_rec
 
     # Step 4: checkpoints: trusted key, valid signature, head on the chain.
+    if isinstance(trust, str):
+        assert verify_signature is not None, "a key id needs its verify_signature"
+        trust = CallbackPolicy(trust, verify_signature)
+    ring = KeyRing.build(trust, records, list(anchor_contexts.values()),
+                         anchor.keys if anchor is not None else (), anchor is not None)
+    rep.key_ring = ring
     signed_upto = -1
     prev_cp: str | None = None if anchor is not None else GENESIS
     cp_list = list(checkpoints)
@@ -326,6 +407,7 @@ def inspect_camera(
                 raise RecordError("the anchor is not a checkpoint of this camera")
             cp_list.insert(0, (acp, sha256_hex(canonical_bytes(anchor.checkpoint)),
                                anchor.checkpoint))
+            ring.prehistory(camera, anchor.rotations, acp.seq)
         except (RecordError, CanonicalError) as exc:
             fx.add("anchor_invalid", ERROR, f"the clip's starting checkpoint is invalid: {exc}")
     # Each checkpoint newly covers the entries after the one before it: a finding about a
@@ -341,23 +423,20 @@ def inspect_camera(
         span = (f"entries seq {lo}..{cp.seq}" if lo < cp.seq else f"entry seq {cp.seq}")
         lo_utc = seq_utc.get(lo, cp.utc_ns)
         body = {k: v for k, v in raw.items() if k != "sig"}
-        ok = True
-        if cp.key != trusted_key_id:
-            fx.span("untrusted_key", ERROR, lo, cp.seq,
-                    f"checkpoint at seq {cp.seq} is signed by key {cp.key[:16]}…, not by the "
-                    f"trusted key {trusted_key_id[:16]}…: {span} are not signed by a trusted "
-                    "key", lo_utc, cp.utc_ns)
-            ok = False
-        else:
-            try:
-                sig = bytes.fromhex(cp.sig)
-            except ValueError:
-                sig = b""
-            if not verify_signature(sig, canonical_bytes(body)):
-                fx.span("bad_signature", ERROR, lo, cp.seq,
-                        f"checkpoint at seq {cp.seq} has an invalid signature: {span} are not "
-                        "validly signed", lo_utc, cp.utc_ns)
-                ok = False
+        try:
+            sig = bytes.fromhex(cp.sig)
+        except ValueError:
+            sig = b""
+        ok, kind, why = ring.check(cp, sig, canonical_bytes(body))
+        if not ok and kind != "bad_signature":
+            fx.span(kind, ERROR, lo, cp.seq,
+                    f"checkpoint at seq {cp.seq}: {why}: {span} are not signed by a "
+                    "trusted key",
+                    lo_utc, cp.utc_ns)
+        elif not ok:
+            fx.span("bad_signature", ERROR, lo, cp.seq,
+                    f"checkpoint at seq {cp.seq} has an invalid signature: {span} are not "
+                    "validly signed", lo_utc, cp.utc_ns)
         if prev_cp is not None and cp.prev_checkpoint != prev_cp:
             fx.span("checkpoint_chain", ERROR, lo, cp.seq,
                     f"checkpoint at seq {cp.seq} does not follow the previous checkpoint "
@@ -365,22 +444,27 @@ def inspect_camera(
                     lo_utc, cp.utc_ns)
         prev_cp = cp_hash
         if is_anchor:
+            ring.settle(cp, True)
             continue  # its head is where the clip's chain starts (step 2)
         idx = by_seq.get(cp.seq)
         if idx is None:
             fx.span("checkpoint_mismatch", ERROR, lo, cp.seq,
                     f"checkpoint signs entry seq {cp.seq}, which is not in the evidence",
                     lo_utc, cp.utc_ns)
+            ring.settle(cp, False)
             continue
         if hashes[idx] != cp.head:
             fx.span("checkpoint_mismatch", ERROR, lo, cp.seq,
                     f"the chain head at entry seq {cp.seq} is not the one its checkpoint "
                     f"signed: one of {span} was modified, removed or inserted",
                     lo_utc, records[idx].utc_ns)
+            ring.settle(cp, False)
             continue
+        ring.settle(cp, True)
         if ok:
             rep.checkpoints += 1
             signed_upto = max(signed_upto, cp.seq)
+    _key_findings(fx, rep, ring, seq_utc)
     # Entries after the last checkpoint are an unsigned tail (a crash, or added); entries
     # under a checkpoint that failed are reported above, as errors.
     unsigned = [r for r in records if r.seq > max(signed_upto, last_cp_seq)]
@@ -413,6 +497,18 @@ def inspect_camera(
                    "recorder restarted after an interruption; "
                    f"{n} unsigned evidence entries were set aside in "
                    f"{detail.get('unsigned_file', '-')}", ev["seq"], first_utc=ev["utc_ns"])
+    dups = [ev for ev in rep.events if ev["event"] == "source_duplicates"]
+    if dups:  # one finding for them all: how much of the rate the source made up
+        counts = [ev["detail"].get("frames") for ev in dups]
+        n = sum(c for c in counts if isinstance(c, int) and not isinstance(c, bool))
+        firsts = [ev["detail"].get("first_seq") for ev in dups]
+        lasts = [ev["detail"].get("last_seq") for ev in dups]
+        lo = min((x for x in firsts if isinstance(x, int)), default=dups[0]["seq"])
+        hi = max((x for x in lasts if isinstance(x, int)), default=dups[-1]["seq"])
+        fx.add("source_duplicates", INFO,
+               f"the source repeated {n} pictures (each identical to the one before it): it "
+               "duplicates frames to reach its frame rate, so its real rate is lower than "
+               "the recorded one", lo, hi, dups[0]["utc_ns"], dups[-1]["utc_ns"])
 
     # Step 5: the media, frame by frame, against the signed records.
     rep.frames = len(frames)
@@ -425,8 +521,36 @@ def inspect_camera(
         rep.media_checked = True
         rep.observed_frames = len(observed)
         _check_media(fx, frames, observed, media_problems, signed_upto, interrupted)
+    _step6(rep, fx, camera, stamps, checkpoints, anchor, frames, records, tsa_anchors,
+           timestamp_checkpoints)
     fx.flush()
     return rep, fx.items
+
+
+def _step6(rep: CameraReport, fx: _Findings, camera: str, stamps: Sequence[Stamp],
+           checkpoints: Sequence[tuple[Checkpoint, str, dict[str, Any]]],
+           anchor: Anchor | None, frames: Sequence[FrameRecord], records: Sequence[Record],
+           tsa_anchors: Sequence[bytes] | None, linked: Sequence[Any]) -> None:
+    """Step 6: trusted timestamps over checkpoints, and the clock quality (vidproof/verify/
+    timestamps.py; docs/FORMAT.md sections 13 and 14). Findings, never the chain."""
+    cps = [(cp.seq, h, cp.utc_ns) for cp, h, _ in checkpoints]
+    if anchor is not None:
+        try:
+            acp = entry_from_json(anchor.checkpoint)
+            if isinstance(acp, Checkpoint):
+                cps.insert(0, (acp.seq, sha256_hex(canonical_bytes(anchor.checkpoint)),
+                               acp.utc_ns))
+        except (RecordError, CanonicalError):
+            pass  # reported in step 4
+    result = check_timestamps(camera, stamps, cps, [(f.seq, f.utc_ns) for f in frames],
+                              tsa_anchors, linked)
+    rep.proven_existence = result.proven_existence
+    rep.timestamps = {"tokens": result.tokens, "valid": result.valid, "tsa": result.tsa,
+                      "anchored": result.anchored}
+    rep.clock, clock_findings = clock_quality(records)
+    for kind, severity, message, first, last, first_utc, last_utc in [
+            *result.findings, *clock_findings]:
+        fx.add(kind, severity, message, first, last, first_utc, last_utc)
 
 
 @dataclass(frozen=True)

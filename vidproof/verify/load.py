@@ -5,16 +5,19 @@ The only module of the verifier that touches files. It never imports capture cod
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import av
 
+from ..canonical import CanonicalError, canonical_bytes
 from ..digest import SUPPORTED_CODECS, BitstreamError, FrameHasher
 from ..errors import CouldNotVerify, EvidenceError, UsageError
-from ..keys import TrustedKey
 from ..model import check_camera_id
+from ..trust.policy import TrustPolicy
 from .core import (
     ERROR,
     CameraReport,
@@ -29,6 +32,20 @@ from .core import (
 MAX_LINE = 1 << 20
 MAX_EVIDENCE_BYTES = 8 << 30
 EVIDENCE = "evidence.jsonl"
+
+
+def _non_canonical(raw: bytes, value: object) -> tuple[str | None, str | None]:
+    """A line must be exactly the canonical encoding of its value (docs/FORMAT.md): the
+    hash covers the value, so another spelling (spaces, a key repeated so that parsers
+    disagree on its value) must not pass as the signed entry. Returns (problem, digest):
+    the digest of a canonical line, its SHA-256, is taken here from the line's own bytes,
+    so that the core does not encode every line a second time to hash it."""
+    try:
+        if canonical_bytes(value) + b"\n" == raw:
+            return None, hashlib.sha256(memoryview(raw)[:-1]).hexdigest()
+    except CanonicalError:
+        return None, None  # step 1 of the core reports why the value cannot be encoded
+    return "not in canonical form (re-formatted, or a key given twice)", None
 
 
 def read_evidence(path: Path) -> list[ParsedLine]:
@@ -47,13 +64,18 @@ def read_evidence(path: Path) -> list[ParsedLine]:
                 lines.append(ParsedLine(n, None, f"line longer than {MAX_LINE} bytes"))
                 continue
             if not raw.endswith(b"\n"):
-                lines.append(ParsedLine(n, None, "last line is cut short (no newline)"))
+                lines.append(ParsedLine(n, None, "last line is cut short (no newline)", torn=True))
                 continue
             try:
-                lines.append(ParsedLine(n, json.loads(raw)))
+                value = json.loads(raw)
             except (ValueError, RecursionError) as exc:
                 lines.append(ParsedLine(n, None, f"not valid JSON ({exc})"))
-    if lines and all(pl.error is not None or not isinstance(pl.value, dict) for pl in lines):
+                continue
+            problem, digest = _non_canonical(raw, value)
+            lines.append(ParsedLine(n, value, problem, digest=digest))
+    if not lines:
+        raise CouldNotVerify(f"{path} is empty: there is no evidence to verify")
+    if all(not isinstance(pl.value, dict) for pl in lines):
         raise CouldNotVerify(f"{path} is not a vidproof evidence log (no line is a JSON object)")
     return lines
 
@@ -65,7 +87,9 @@ def read_media(paths: Sequence[Path]) -> tuple[list[ObservedFrame], list[MediaPr
     for path in paths:
         name = path.name
         try:
-            container = av.open(str(path))
+            # An absolute path: FFmpeg would read "name:" at the start of a relative
+            # one as a protocol.
+            container = av.open(os.path.abspath(path))
         except (av.FFmpegError, OSError) as exc:
             problems.append(MediaProblem(name, f"not readable as media ({exc})", 0))
             continue
@@ -81,19 +105,23 @@ def read_media(paths: Sequence[Path]) -> tuple[list[ObservedFrame], list[MediaPr
                 continue
             try:
                 hasher = FrameHasher(cc.name, bytes(cc.extradata) if cc.extradata else None)
+                # Demuxed packets carry their stream's time base: one Fraction, not one each.
+                time_base = stream.time_base
                 for packet in container.demux(stream):
                     if packet.size == 0:
                         continue
-                    data = bytes(packet)
+                    data = memoryview(packet)  # digested in place, not copied
                     try:
                         fd = hasher.digest(data)
                         digest, params = fd.digest, fd.params
                     except BitstreamError:
                         from ..canonical import sha256_hex
 
-                        digest, params = "malformed:" + sha256_hex(data), hasher.params_digest
+                        digest = "malformed:" + sha256_hex(bytes(data))
+                        params = hasher.params_digest
                     observed.append(ObservedFrame(name, count, digest, params, packet.pts,
-                                                  packet.time_base, packet.is_keyframe))
+                                                  time_base or packet.time_base,
+                                                  packet.is_keyframe))
                     count += 1
             except (av.FFmpegError, BitstreamError) as exc:
                 problems.append(MediaProblem(name, str(exc), count))
@@ -118,8 +146,9 @@ def _camera_dirs(store: Path, camera: str | None) -> list[Path]:
     return dirs
 
 
-def inspect_store(store: Path, trust: TrustedKey, camera: str | None = None,
-                  media: Path | None = None) -> Report:
+def inspect_store(store: Path, trust: TrustPolicy, camera: str | None = None,
+                  media: Path | None = None, *,
+                  tsa_anchors: Sequence[bytes] | None = None) -> Report:
     """Verify every camera of a store (or one). With ``media``, that file, a copy of
     the camera's whole recording in any container, is checked instead of the segments."""
     cameras: list[CameraReport] = []
@@ -138,28 +167,46 @@ def inspect_store(store: Path, trust: TrustedKey, camera: str | None = None,
         if media is not None and not observed:
             raise CouldNotVerify(f"{media}: no H.264/H.265 video could be read "
                                  f"({problems[0].message if problems else 'empty'})")
-        rep, found = inspect_camera(cam_dir.name, lines, observed, problems, trust.key_id,
-                                    lambda sig, data: trust.verify(sig, data))
+        rep, found = inspect_camera(cam_dir.name, lines, observed, problems, trust,
+                                    tsa_anchors=tsa_anchors)
         cameras.append(rep)
         findings.extend(found)
     return Report(tuple(cameras), tuple(findings))
 
 
-def inspect_path(path: Path, trust: TrustedKey, camera: str | None = None,
-                 media: Path | None = None) -> Report:
+def inspect_path(path: Path, trust: TrustPolicy, camera: str | None = None,
+                 media: Path | None = None, *,
+                 tsa_anchors: Sequence[bytes] | None = None) -> Report:
     """Verify a store directory; returns the report (never raises on bad evidence)."""
     if not path.exists():
         raise UsageError(f"{path} does not exist; expected a store directory or a bundle")
     from .bundle import inspect_bundle, is_bundle
 
     if is_bundle(path):
-        return inspect_bundle(path, trust, media)
+        return inspect_bundle(path, trust, media, tsa_anchors=tsa_anchors)
     if path.is_dir():
-        return inspect_store(path, trust, camera, media)
+        return inspect_store(path, trust, camera, media, tsa_anchors=tsa_anchors)
     raise CouldNotVerify(f"{path} is neither a store directory nor an export bundle (.zip)")
 
 
-def verify_path(path: Path, trust: TrustedKey, camera: str | None = None,
+def load_tsa_anchors(paths: Sequence[Path] | None) -> list[bytes] | None:
+    """The TSA trust anchors of ``--tsa-cert`` (PEM files), as DER; None when none given."""
+    if not paths:
+        return None
+    from .timestamps import TokenError, parse_anchors_pem
+
+    anchors: list[bytes] = []
+    for path in paths:
+        try:
+            anchors.extend(parse_anchors_pem(path.read_bytes()))
+        except OSError as exc:
+            raise UsageError(f"cannot read --tsa-cert {path}: {exc.strerror}") from None
+        except TokenError as exc:
+            raise UsageError(f"--tsa-cert {path}: {exc}") from None
+    return anchors
+
+
+def verify_path(path: Path, trust: TrustPolicy, camera: str | None = None,
                 media: Path | None = None) -> Report:
     """Like :func:`inspect_path`, but raises :class:`EvidenceError` unless authentic."""
     report = inspect_path(path, trust, camera, media)

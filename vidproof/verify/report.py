@@ -38,6 +38,15 @@ def camera_json(c: CameraReport) -> dict[str, Any]:
         "streams": c.streams,
         "events": [{"seq": e["seq"], "utc": iso(e["utc_ns"]), "event": e["event"],
                     "detail": e["detail"]} for e in c.events],
+        # Step 6: trusted timestamps (docs/FORMAT.md section 13) and clock quality (14).
+        "proven_existence": [
+            {"first_frame": s["first_frame"], "last_frame": s["last_frame"],
+             "first_utc": iso(s["first_utc_ns"]), "last_utc": iso(s["last_utc_ns"]),
+             "by_utc": iso(s["by_utc_ns"]), "tsa": s["tsa"], "proof": s["proof"]}
+            for s in c.proven_existence],
+        "timestamps": c.timestamps,
+        "clock": c.clock,
+        "keys": c.keys,  # step 4: each signing key, its certificate and rotation
     }
 
 
@@ -87,6 +96,8 @@ def report_text(report: Report) -> str:
         out.append(f"Camera {c.camera} at {loc or 'unknown location'}: {c.frames} frames "
                    f"({c.signed_frames} signed), {iso(c.first_utc_ns)} to {iso(c.last_utc_ns)}, "
                    f"{c.checkpoints} valid checkpoints")
+        out.extend("  " + line for line in time_lines(c))
+        out.extend("  " + line for line in key_lines(c))
     findings = _sorted(report.findings)
     if findings:
         out.append("Findings:")
@@ -97,8 +108,58 @@ def report_text(report: Report) -> str:
     return "\n".join(out) + "\n"
 
 
+def _ms(ns: int | None) -> str:
+    if ns is None:
+        return "?"
+    return f"{ns / 1e6:+.3f} ms" if abs(ns) < 1_000_000_000 else f"{ns / 1e9:+.3f} s"
+
+
+def time_lines(c: CameraReport) -> list[str]:
+    """What step 6 found, in words: when each stretch of footage provably existed, and
+    how good the recorder's clock was."""
+    lines = []
+    for s in c.proven_existence:
+        span = (f"frames {s['first_frame']}-{s['last_frame']} ({iso(s['first_utc_ns'])} to "
+                f"{iso(s['last_utc_ns'])})")
+        if s["by_utc_ns"] is None:
+            lines.append(f"Existence: {span}: no trusted timestamp covers them; their times are "
+                         "only the recorder's own claim")
+        else:
+            lines.append(f"Existence: {span} provably existed by {iso(s['by_utc_ns'])} "
+                         f"(RFC 3161 timestamp by {s['tsa']})")
+    ts = c.timestamps
+    if ts.get("tokens"):
+        anchor = {True: "checked against the trusted TSA certificate",
+                  False: "NOT from the trusted TSA certificate",
+                  None: "checked against the certificate they carry (no --tsa-cert given)"}
+        lines.append(f"Timestamps: {ts['valid']} of {ts['tokens']} tokens valid, "
+                     f"{anchor[ts.get('anchored')]}")
+    clock = c.clock
+    if clock and clock.get("measured"):
+        first = clock["measurements"][0]
+        offs = [m for m in clock["measurements"] if m["offset_ns"] is not None]
+        lines.append(
+            f"Clock: {first['status']} at the start"
+            + (f" (offset {_ms(first['offset_ns'])} against {first['server']}, stratum "
+               f"{first['stratum']})" if first["offset_ns"] is not None else "")
+            + f"; {len(clock['measurements'])} measurements, largest offset "
+            f"{_ms(clock['max_abs_offset_ns']) if offs else 'unknown'}"
+            + ("; recorded with --allow-unsynced-clock" if clock.get("override") else ""))
+    elif clock:
+        lines.append("Clock: not measured against NTP servers (recorded without --ntp): frame "
+                     "times are the recorder's own clock")
+    for j in (clock or {}).get("jumps", []):
+        lines.append(f"Clock: the wall clock jumped by {_ms(j['jump_ns'])} at "
+                     f"{iso(j['utc_ns'])} (signed clock_jump event, seq {j['seq']})")
+    return lines
+
+
 def report_html(report: Report) -> str:
     e = html.escape
+    time_items = "".join(f"<li>{e(c.camera)}: {e(line)}</li>" for c in report.cameras
+                         for line in time_lines(c))
+    key_items = "".join(f"<li>{e(c.camera)}: {e(line)}</li>" for c in report.cameras
+                        for line in key_lines(c))
     rows = []
     for f in _sorted(report.findings):
         rows.append(
@@ -131,8 +192,38 @@ tr.error td{{background:#fdd}}tr.warning td{{background:#ffd}}
 <h2>Cameras</h2>
 <table><tr><th>Camera</th><th>Location</th><th>Frames</th><th>Signed</th><th>First frame</th>
 <th>Last frame</th><th>Valid checkpoints</th></tr>{''.join(cams)}</table>
+<h2>Time: proven existence and clock quality</h2>
+<ul>{time_items}</ul>
+<h2>Signing keys and certificates</h2>
+<ul>{key_items}</ul>
 <h2>Findings ({len(rows)})</h2>
 <table><tr><th>Severity</th><th>Kind</th><th>Camera</th><th>Frames</th><th>When</th>
 <th>What was found</th></tr>{''.join(rows)}</table>
 </body></html>
 """
+
+
+def key_lines(c: CameraReport) -> list[str]:
+    """Step 4's keys, in words: who signed, certified by whom, valid when."""
+    lines = []
+    for k in c.keys:
+        head = (f"Key {str(k.get('id'))[:16]}… ({k.get('alg')}): {k.get('checkpoints')} "
+                f"checkpoints, seq {k.get('first_seq')}-{k.get('last_seq')}")
+        if k.get("introduced_at_seq") is not None:
+            head += f", introduced by the key rotation at seq {k['introduced_at_seq']}"
+        cert = k.get("certificate")
+        if isinstance(cert, dict):
+            head += (f"; certificate {cert.get('subject')} (serial {cert.get('serial')}) from "
+                     f"{cert.get('issuer')}, valid {cert.get('not_before')} to "
+                     f"{cert.get('not_after')}")
+            if cert.get("revoked_from"):
+                head += f", revoked from {cert['revoked_from']}"
+            known = cert.get("revocation_known_until")
+            head += (f"; revocation status known until {known}" if known else
+                     "; no CRL was given: revocation not checked")
+        elif isinstance(cert, str):
+            head += f"; certificate not valid: {cert}"
+        elif k.get("trusted_as"):
+            head += f"; trusted as {k['trusted_as']}"
+        lines.append(head)
+    return lines

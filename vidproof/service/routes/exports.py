@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
 
@@ -13,6 +15,7 @@ from ..context import Service
 from ..exports import ExportJob
 
 router = APIRouter(prefix="/api/exports")
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")  # the case is free text, not a file name
 police = require("police")
 
 
@@ -63,4 +66,4 @@ def download(export_id: str, request: Request,
     svc.journal("download", session.user, {"export": job.id, "case": job.case,
                                             "camera": job.camera})
     return FileResponse(job.bundle, media_type="application/zip",
-                        filename=f"vidproof-{job.camera}-{job.case}.zip")
+                        filename=f"vidproof-{job.camera}-{_SAFE_NAME.sub('_', job.case)}.zip")

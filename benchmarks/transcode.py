@@ -1,0 +1,184 @@
+"""Benchmark: transcode mode (``record --stamp``) against bare decode -> encode, in one run.
+
+The input, per size, is an H.264 file (FFmpeg's testsrc2 with moving noise, so that
+the encoder has real work; 25 fps, no B-frames, 2-s GOP, camera-like bitrates: about
+1.5 Mbit/s at 704x576 and 4 Mbit/s at 1920x1080), made once with PyAV and cached.
+
+Measured, in this process, as CPU time (user + system of every thread: decoder and
+encoder threads included, waits on the disk excluded), best of ``--repeat`` runs,
+the two alternating so that they share the machine's conditions:
+
+* floor: PyAV decode of every frame -> the same encoder with the same settings
+  (:class:`vidproof.encode.Encoder`: libx264, preset, CRF, GOP, one encoder thread)
+  -> packets; nothing else;
+* vidproof: the real recorder (:class:`vidproof.capture.worker.Recorder`, transcode
+  mode) on the same file: decode -> frame made writable (copied when the decoder
+  still references it) -> stamp on the YUV 4:2:0 planes -> fingerprint -> duplicate
+  check -> the same encoder -> frame digest, chain entry, MPEG-TS segment, signed
+  checkpoints (with their fsyncs) into a fresh store.
+
+Printed per size: frames per CPU-second of both, their ratio (target: at least
+0.95), the cost vidproof adds per frame, and, at 704x576, how many 12-fps cameras one
+core sustains (vidproof's frames per CPU-second / 12).
+
+    .venv/bin/python benchmarks/transcode.py [--seconds 8] [--repeat 5] [--preset veryfast]
+                                             [--cache DIR] [--strict]
+
+``--strict`` exits 1 when a ratio misses the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import sys
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from vidproof.capture.worker import Recorder, RecordSettings
+from vidproof.encode import PRESETS, TIME_BASE, Encoder, EncoderSettings, TranscodeSettings
+from vidproof.keys import generate, load_signer
+from vidproof.model import Location
+from vidproof.stamp import native_built
+
+FPS = 25
+GOP = 2 * FPS
+SIZES = {(704, 576): 1_500_000, (1920, 1080): 4_000_000}
+TARGET = 0.95
+CAMERA_FPS = 12
+LOCATION = Location("Benchmark, 12 rue de Rivoli, Paris", "48.8566", "2.3522")
+
+
+def cpu() -> float:
+    """User + system CPU seconds of this process, all threads."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+# --- input ----------------------------------------------------------------------------
+
+def default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vidproof-bench"
+
+
+def make_input(cache: Path, width: int, height: int, bitrate: int, seconds: int) -> Path:
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"transcode-h264-{width}x{height}p{FPS}-{bitrate // 1000}k-{seconds}s.mp4"
+    if path.exists():
+        return path
+    tmp = path.with_suffix(".tmp.mp4")
+    graph_spec = f"testsrc2=size={width}x{height}:rate={FPS},noise=alls=12:allf=t"
+    with av.open(graph_spec, format="lavfi") as graph, av.open(str(tmp), "w") as mp4:
+        st = mp4.add_stream("libx264", rate=FPS)
+        st.width, st.height, st.pix_fmt = width, height, "yuv420p"
+        st.bit_rate = bitrate
+        st.codec_context.gop_size = GOP
+        st.codec_context.max_b_frames = 0
+        st.codec_context.options = {
+            "preset": "veryfast", "maxrate": str(bitrate), "bufsize": str(2 * bitrate),
+            "x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0:bframes=0",
+        }
+        for i, frame in enumerate(graph.decode(video=0)):
+            if i >= seconds * FPS:
+                break
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            frame.pict_type = av.video.frame.PictureType.NONE
+            mp4.mux(st.encode(frame))
+        mp4.mux(st.encode(None))
+    tmp.replace(path)
+    return path
+
+
+# --- the two paths --------------------------------------------------------------------
+
+def floor(path: Path, settings: EncoderSettings) -> int:
+    """Bare PyAV decode -> encode with vidproof's encoder settings."""
+    count = 0
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"
+        enc: Encoder | None = None
+        none = av.video.frame.PictureType.NONE
+        for frame in c.decode(stream):
+            if enc is None:
+                enc = Encoder(settings, frame.width, frame.height, Fraction(FPS))
+            frame.pts, frame.time_base, frame.pict_type = count * 3600, TIME_BASE, none
+            enc.encode(frame)
+            count += 1
+        if enc is not None:
+            enc.encode(None)
+    return count
+
+
+def vidproof_run(path: Path, settings: EncoderSettings, key: Path, work: Path) -> int:
+    """The recorder in transcode mode, into a fresh store."""
+    store = work / "store"
+    shutil.rmtree(store, ignore_errors=True)
+    transcode = TranscodeSettings("bench", LOCATION, settings, timezone="Europe/Paris")
+    rec = RecordSettings(str(path), "bench", LOCATION, store, fast=True, transcode=transcode)
+    result = Recorder(rec, load_signer(key)).run()
+    return result.frames
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--preset", default="veryfast", choices=PRESETS)
+    ap.add_argument("--cache", type=Path, default=default_cache())
+    ap.add_argument("--strict", action="store_true")
+    args = ap.parse_args(argv)
+
+    settings = EncoderSettings(preset=args.preset, threads=1)
+    with tempfile.TemporaryDirectory(prefix="vidproof-bench-") as tmp:
+        work = Path(tmp)
+        key, _ = generate(work / "keys")
+        print(f"transcode mode vs bare decode -> encode: libx264 preset {args.preset}, "
+              f"CRF {settings.effective_crf}, GOP 1 s, 1 encoder thread; {args.seconds}-s "
+              f"inputs at {FPS} fps; best of {args.repeat}; CPU time of all threads; native "
+              f"kernels {'built' if native_built() else 'NOT built (numpy)'}")
+        header = (f"{'size':>10} {'frames':>6} {'floor fps':>10} {'vidproof fps':>13} "
+                  f"{'ratio':>6} {'added us/frame':>15}")
+        print(header)
+        print("-" * len(header))
+        ok = True
+        cameras = 0.0
+        for (w, h), bitrate in SIZES.items():
+            path = make_input(args.cache, w, h, bitrate, args.seconds)
+            floor(path, settings)  # warm up: page cache, encoder libraries
+            times = {"floor": float("inf"), "vidproof": float("inf")}
+            frames = {"floor": 0, "vidproof": 0}
+            for _ in range(args.repeat):
+                for name in ("floor", "vidproof"):
+                    start = cpu()
+                    n = (floor(path, settings) if name == "floor"
+                         else vidproof_run(path, settings, key, work))
+                    times[name] = min(times[name], cpu() - start)
+                    frames[name] = n
+            if frames["floor"] != frames["vidproof"]:
+                print(f"frame counts differ: floor {frames['floor']}, vidproof "
+                      f"{frames['vidproof']}", file=sys.stderr)
+                return 2
+            n = frames["floor"]
+            f_fps, v_fps = n / times["floor"], n / times["vidproof"]
+            ratio = v_fps / f_fps
+            added = (times["vidproof"] - times["floor"]) / n * 1e6
+            ok = ok and ratio >= TARGET
+            if (w, h) == (704, 576):
+                cameras = v_fps / CAMERA_FPS
+            print(f"{w}x{h:<5} {n:>6} {f_fps:>10.1f} {v_fps:>13.1f} {ratio:>6.3f} "
+                  f"{added:>15.0f}")
+        print(f"target: ratio >= {TARGET} at both sizes: {'met' if ok else 'NOT met'}")
+        print(f"one core sustains {cameras:.1f} cameras of 704x576 at {CAMERA_FPS} fps in "
+              f"transcode mode (decode, stamp, encode at preset {args.preset}, sign)")
+    return 1 if args.strict and not ok else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
