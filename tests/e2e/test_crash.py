@@ -46,7 +46,8 @@ GENESIS = "0" * 64
 @dataclass(frozen=True)
 class Lane:
     name: str
-    source: str  # a testsrc spec, or "FILE" for the long-GOP media files
+    source: str  # testsrc:{w}x{h}@{fps} with {w} set per run, or "FILE"
+    width: int
     fast: bool
     segment_seconds: float
     max_delay: float  # kill this many seconds (at most) after the run's first checkpoint
@@ -54,22 +55,26 @@ class Lane:
     min_delay: float = 0.0
 
     def source_for(self, run: int, files: list[Path]) -> str:
-        # The built-in test camera marks each run's frames, so that no two runs share a
-        # digest, as with a real camera. A file replayed from its start would repeat its
-        # frames: each run records its own file instead.
-        return str(files[run]) if self.source == "FILE" else self.source
+        # Frames must not repeat across restarts, as with a real camera. A file replayed
+        # from its start repeats all of them, and the built-in test camera still repeats
+        # a few (its per-run mark is skipped in rate-starved P-frames: 35 of 500 frames
+        # shared by two 20-s runs at 640x360). Each run gets its own file, or its own
+        # frame width; repeated pictures are another question for the verifier.
+        if self.source == "FILE":
+            return str(files[run])
+        return self.source.format(w=self.width + 16 * run)
 
 
 LANES = [
     # Fast, tiny frames: a new segment at every keyframe, checkpoints every ~25 ms.
-    Lane("fast-tiny-segments", "testsrc:160x120@25", True, 1, 0.6, True),
+    Lane("fast-tiny-segments", "testsrc:{w}x120@25", 160, True, 1, 0.6, True),
     # Fast, larger frames: kills land inside segment writes and checkpoint fsyncs.
-    Lane("fast-640x360", "testsrc:640x360@25", True, 3, 0.8, True),
+    Lane("fast-640x360", "testsrc:{w}x360@25", 640, True, 3, 0.8, True),
     # Paced at real time like a camera: kills land between frames and checkpoints.
-    Lane("paced-testsrc", "testsrc:320x240@25", False, 2, 2.5, False),
+    Lane("paced-testsrc", "testsrc:{w}x240@25", 320, False, 2, 2.5, False),
     # Paced media file with 4-s GOPs and B-frames: checkpoints split each GOP at 2 s.
     # Most kills after the first 2-s split (nothing is signed before it), some after 4 s.
-    Lane("paced-long-gop-file", "FILE", False, 2, 4.5, False, min_delay=1.5),
+    Lane("paced-long-gop-file", "FILE", 0, False, 2, 4.5, False, min_delay=1.5),
 ]
 
 
@@ -305,7 +310,7 @@ def test_failed_restart_leaves_the_recovery_to_the_next_run(keys: Keys, tmp_path
     itself: the run that records does, and names the unsigned tail in its signed start."""
     store = tmp_path / "store"
     log_path = store / CAMERA / "evidence.jsonl"
-    lane = Lane("paced", "testsrc:160x120@25", False, 2, 0, False)
+    lane = Lane("paced", "testsrc:{w}x120@25", 160, False, 2, 0, False)
     proc = _start(lane, lane.source_for(0, []), store, keys, duration=600)
     try:
         _wait_first_checkpoint(proc, log_path, 0, "first run")

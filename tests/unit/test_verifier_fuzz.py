@@ -28,7 +28,14 @@ from hypothesis import strategies as st
 from tests.conftest import Keys, record
 from vidproof.errors import Error
 from vidproof.keys import TrustedKey, load_trusted
-from vidproof.verify.core import ERROR, WARNING, Finding, ObservedFrame, inspect_camera
+from vidproof.verify.core import (
+    ERROR,
+    WARNING,
+    Finding,
+    ObservedFrame,
+    ParsedLine,
+    inspect_camera,
+)
 from vidproof.verify.load import read_evidence, read_media
 
 CAMERA = "fuzzcam"
@@ -286,3 +293,17 @@ def test_odd_json_types_are_findings(recording: Recording, scratch: Path, field:
     log = b"".join(recording.lines).replace(line, _encode(entry, "canonical"))
     findings = inspect(recording, log, scratch)
     assert findings is not None and [f for f in findings if f.severity == ERROR]
+
+
+def test_repeated_pictures_after_the_last_signed_frame_are_an_unsigned_tail(
+        recording: Recording) -> None:
+    """A recorder killed (or still recording) leaves unsigned frames at the end of the
+    media; when they repeat earlier pictures (static scene, a replayed file, a restarted
+    test camera) they are still an unsigned tail (warning), not duplicated frames (error)."""
+    lines = [ParsedLine(n, json.loads(line)) for n, line in enumerate(recording.lines, 1)]
+    repeated = [ObservedFrame("000099.ts", i, o.digest, o.params, o.pts, o.time_base,
+                              o.keyframe) for i, o in enumerate(recording.observed[25:30])]
+    _, findings = inspect_camera(CAMERA, lines, recording.observed + tuple(repeated), [],
+                                 recording.trust.key_id, recording.trust.verify)
+    assert not [f for f in findings if f.severity == ERROR], findings
+    assert [f.kind for f in findings if f.severity == WARNING] == ["unsigned_frames"]

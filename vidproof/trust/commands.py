@@ -37,6 +37,16 @@ def _time(text: str) -> int:
     return dt_ns(value)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < 10**9:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more seconds")
+    return value
+
+
 def _days(text: str) -> int:
     try:
         value = int(text)
@@ -62,7 +72,7 @@ def add_key_flags(p: argparse.ArgumentParser, *, rotation: bool = False) -> None
                             "keyframe, signed by --key")
         g.add_argument("--rotate-cert", type=Path, metavar="PEM",
                        help="the certificate chain of --rotate-key")
-        g.add_argument("--rotate-after", type=float, default=0.0, metavar="SECONDS",
+        g.add_argument("--rotate-after", type=_seconds, default=0.0, metavar="SECONDS",
                        help="rotate after this much footage instead of at once")
 
 
@@ -181,8 +191,8 @@ def rotation_from_args(args: argparse.Namespace, signer: Any) -> Any:
     secret = passphrase_from(args.key_passphrase_file)
     if args.rotate_cert is not None and args.rotate_key is None:
         raise UsageError("--rotate-cert applies with --rotate-key only")
-    if args.rotate_after < 0:
-        raise UsageError("--rotate-after must not be negative")
+    if args.rotate_after and args.rotate_key is None:
+        raise UsageError("--rotate-after applies with --rotate-key only")
     rotate_to = None
     if args.rotate_key is not None:
         rotate_to = load_signer(args.rotate_key, passphrase=secret, cert=args.rotate_cert)

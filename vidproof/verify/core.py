@@ -725,13 +725,15 @@ def _check_media(fx: _Findings, frames: Sequence[FrameRecord],
         o = item.obs
         # A crashed segment's frames after its last signed one are explained by the
         # signed recorder_start event, even when a frame repeats an earlier picture.
+        # Likewise the frames at the very end of the media, after the last signed one
+        # (a recorder killed, or still recording): unsigned, whatever they show.
         if o.segment in interrupted and o.index > last_signed_obs.get(o.segment, -1):
             kind = "crash_tail"
-        elif o.digest in rec_set:
-            kind = "frame_duplicated"
         elif item.pos > last_matched_pos and (item.after is None
                                               or item.after.seq >= last_signed_frame):
             kind = "end_tail"
+        elif o.digest in rec_set:
+            kind = "frame_duplicated"
         else:
             kind = "frame_inserted"
         if (groups and groups[-1][0] == kind and kind != "frame_duplicated"

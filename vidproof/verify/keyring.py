@@ -125,7 +125,7 @@ class KeyRing:
                 ring.rotations.append(rot)
                 if rot.new is not None:
                     ring.add(rot.new)
-        for obj in carried_keys:
+        for obj in list(carried_keys)[:MAX_ROTATIONS]:
             ring.offer(obj)
         ring.rotations.sort(key=lambda r: r.seq)
         if not anchored:
