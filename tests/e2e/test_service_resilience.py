@@ -229,7 +229,8 @@ def test_workers_stop_with_a_killed_service_and_the_stores_verify(svc: Service) 
     assert code == (1 if warnings else 0)
     assert report["verdict"] == ("not_authentic" if warnings else "authentic")
     for w in warnings:  # at most one checkpoint interval, 2 s of footage
-        assert w["last_frame"] - w["first_frame"] + 1 <= 2 * FPS + 1, w
+        if w["first_frame"] is not None:  # a segment cut short names no frame
+            assert w["last_frame"] - w["first_frame"] + 1 <= 2 * FPS + 1, w
     evs = report["cameras"][0]["events"]
     assert [e["event"] for e in evs] == ["recorder_start", "recorder_start", "recorder_stop"]
     assert evs[1]["detail"]["previous_run"] == "interrupted"

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from .. import __version__
 from .auth import Sessions
 from .context import Service
-from .routes import cameras, exports, journal, public, verify
+from .routes import cameras, exports, journal, public, retention, verify
 
 STATIC = Path(__file__).parent / "static"
 
@@ -39,7 +39,9 @@ def create_app(service: Service) -> FastAPI:
     app.state.service = service
     app.state.sessions = Sessions()
     app.state.thumbnail_views = {}
-    for r in (public.router, cameras.router, exports.router, verify.router, journal.router):
+    app.state.thumbnails = {}
+    for r in (public.router, cameras.router, exports.router, verify.router, journal.router,
+              retention.router):
         app.include_router(r)
 
     @app.exception_handler(RequestValidationError)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import av
@@ -54,7 +55,7 @@ def thumbnail(camera_id: str, request: Request,
               ) -> Response:
     svc = _service(request)
     _camera(svc, camera_id)
-    png = _latest_keyframe_png(svc, camera_id)
+    png = _thumbnail(request, svc, camera_id)
     if png is None:
         raise HTTPException(404, "no picture recorded yet")
     key = (session.user, camera_id)
@@ -65,8 +66,30 @@ def thumbnail(camera_id: str, request: Request,
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-def _latest_keyframe_png(svc: Service, camera_id: str) -> bytes | None:
-    for seg in reversed(list_segments(svc.config.store / camera_id)[-2:]):
+def _thumbnail(request: Request, svc: Service, camera_id: str) -> bytes | None:
+    """The latest keyframe as PNG, decoded again only when the newest segment has grown.
+    A segment being written may end in a partly written packet: then the previous
+    picture is kept rather than none."""
+    segments = list_segments(svc.config.store / camera_id)
+    cache: dict[str, tuple[tuple[str, int], bytes]] = request.app.state.thumbnails
+    if not segments:
+        return None
+    try:
+        mark = (segments[-1].name, segments[-1].stat().st_size)
+    except OSError:
+        mark = ("", 0)
+    cached = cache.get(camera_id)
+    if cached is not None and cached[0] == mark:
+        return cached[1]
+    png = _latest_keyframe_png(segments)
+    if png is None:
+        return cached[1] if cached is not None else None
+    cache[camera_id] = (mark, png)
+    return png
+
+
+def _latest_keyframe_png(segments: list[Path]) -> bytes | None:
+    for seg in reversed(segments[-3:]):
         try:
             with av.open(str(seg)) as c:
                 stream = c.streams.video[0]
