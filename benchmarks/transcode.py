@@ -40,6 +40,7 @@ from pathlib import Path
 
 import av
 
+from vidproof.capture.raw import single_threaded
 from vidproof.capture.worker import Recorder, RecordSettings
 from vidproof.encode import PRESETS, TIME_BASE, Encoder, EncoderSettings, TranscodeSettings
 from vidproof.keys import generate, load_signer
@@ -102,7 +103,7 @@ def floor(path: Path, settings: EncoderSettings) -> int:
     count = 0
     with av.open(str(path)) as c:
         stream = c.streams.video[0]
-        stream.thread_type = "AUTO"
+        single_threaded(stream.codec_context)  # the decoder as vidproof's raw sources set it
         enc: Encoder | None = None
         none = av.video.frame.PictureType.NONE
         for frame in c.decode(stream):

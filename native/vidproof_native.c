@@ -9,8 +9,14 @@
  *       y, u, v: writable 2-D uint8 buffers with contiguous rows (numpy views,
  *       PyAV planes); inv, ta: C-contiguous uint16 (h, w); inv_c, ta_c: (h/2, w/2).
  *       Per pixel of the block at (x0, y0): out = (bg * inv + ta) >> 8.
- *   fingerprint(y, grid, step) -> bytes
+ *   fingerprint(y, grid, step[, sums, first, stop]) -> bytes
  *       grid*grid block means of the luma plane sampled every `step` pixels.
+ *       With `sums` (what copy() returned for this plane before grid rows first ..
+ *       stop-1 were changed), only those grid rows are read again.
+ *   copy(src_y, src_u, src_v, dst_y, dst_u, dst_v, grid, step) -> bytes
+ *       Copies three planes (same shapes) and returns the fingerprint's per-cell
+ *       sums of the luma copied (grid*grid uint64, native byte order): the sampled
+ *       rows are added up as they are copied, not read a second time.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -136,76 +142,263 @@ done:
     return result;
 }
 
-static PyObject *
-vp_fingerprint(PyObject *self, PyObject *args)
+/* The fingerprint's sums. Sampled row k (of hs) is plane row k*step; it belongs to
+ * grid row i when re[i] <= k < re[i+1]; sampled column c is plane column c*step, in
+ * grid column j when ce[j] <= c < ce[j+1]. Rows are added up column by column into
+ * a uint16 accumulator (contiguous loads and adds, which the compiler vectorises;
+ * a loop over every step-th byte would not vectorise), then the sampled columns of
+ * the accumulator are added into their cells. 255 * 257 <= 65535: the accumulator
+ * is folded into the cells at least every FP_CHUNK rows. */
+#define FP_CHUNK 257
+#define FP_MAX_GRID 64
+
+typedef struct {
+    Py_ssize_t grid, step, hs, ws, span;
+    Py_ssize_t re[FP_MAX_GRID + 1], ce[FP_MAX_GRID + 1];
+} fp_layout;
+
+static int
+fp_layout_init(fp_layout *l, Py_ssize_t h, Py_ssize_t w, Py_ssize_t grid, Py_ssize_t step)
 {
-    PyObject *oy;
-    Py_ssize_t grid, step;
-    if (!PyArg_ParseTuple(args, "Onn:fingerprint", &oy, &grid, &step))
-        return NULL;
-    if (grid < 1 || grid > 64 || step < 1) {
+    if (grid < 1 || grid > FP_MAX_GRID || step < 1) {
         PyErr_SetString(PyExc_ValueError, "fingerprint: expected 1 <= grid <= 64, step >= 1");
-        return NULL;
+        return -1;
     }
-    Py_buffer by;
-    if (get_plane(oy, &by, 0, "y") < 0)
-        return NULL;
-    const Py_ssize_t h = by.shape[0], w = by.shape[1];
-    const Py_ssize_t hs = (h + step - 1) / step, ws = (w + step - 1) / step;
-    if (hs < grid || ws < grid) {
-        PyBuffer_Release(&by);
+    l->grid = grid;
+    l->step = step;
+    l->hs = (h + step - 1) / step;
+    l->ws = (w + step - 1) / step;
+    if (l->hs < grid || l->ws < grid) {
         PyErr_SetString(PyExc_ValueError, "fingerprint: the plane is smaller than the grid");
-        return NULL;
+        return -1;
     }
-    Py_ssize_t re[65], ce[65];
     for (Py_ssize_t i = 0; i <= grid; i++) {
-        re[i] = i * hs / grid;
-        ce[i] = i * ws / grid;
+        l->re[i] = i * l->hs / grid;
+        l->ce[i] = i * l->ws / grid;
     }
-    uint64_t sums[64 * 64];
-    memset(sums, 0, sizeof(uint64_t) * (size_t)(grid * grid));
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < grid; i++) {
-        uint64_t *cell = sums + i * grid;
-        for (Py_ssize_t k = re[i]; k < re[i + 1]; k++) {
-            const uint8_t *row = (const uint8_t *)by.buf + k * step * by.strides[0];
-            for (Py_ssize_t j = 0; j < grid; j++) {
-                uint32_t s = 0;
-                if (step == 1) {
-                    for (Py_ssize_t c = ce[j]; c < ce[j + 1]; c++)
-                        s += row[c];
-                } else {
-                    for (Py_ssize_t c = ce[j]; c < ce[j + 1]; c++)
-                        s += row[c * step];
-                }
-                cell[j] += s;
-            }
+    l->span = (l->ws - 1) * step + 1;  /* the columns up to the last sampled one */
+    return 0;
+}
+
+static void
+fp_fold(const fp_layout *l, uint16_t *acc, uint64_t *cells)
+{
+    for (Py_ssize_t j = 0; j < l->grid; j++) {
+        uint64_t s = 0;
+        for (Py_ssize_t c = l->ce[j]; c < l->ce[j + 1]; c++)
+            s += acc[c * l->step];
+        cells[j] += s;
+    }
+    memset(acc, 0, sizeof(uint16_t) * (size_t)l->span);
+}
+
+VP_CLONES static void
+add_rows(uint16_t *restrict acc, const uint8_t *restrict first, Py_ssize_t row_stride,
+         Py_ssize_t rows, Py_ssize_t w)
+{
+    Py_ssize_t r = 0;
+    for (; r + 2 <= rows; r += 2) {
+        const uint8_t *restrict a = first + r * row_stride;
+        const uint8_t *restrict b = a + row_stride;
+        for (Py_ssize_t x = 0; x < w; x++)
+            acc[x] = (uint16_t)(acc[x] + a[x] + b[x]);
+    }
+    for (; r < rows; r++) {
+        const uint8_t *restrict a = first + r * row_stride;
+        for (Py_ssize_t x = 0; x < w; x++)
+            acc[x] = (uint16_t)(acc[x] + a[x]);
+    }
+}
+
+/* Sums of grid rows first .. stop-1 of the plane, into sums (zeroed there first). */
+static void
+fp_sum_rows(const fp_layout *l, const uint8_t *buf, Py_ssize_t stride, uint16_t *acc,
+            uint64_t *sums, Py_ssize_t first, Py_ssize_t stop)
+{
+    const Py_ssize_t row_stride = l->step * stride;
+    memset(acc, 0, sizeof(uint16_t) * (size_t)l->span);
+    for (Py_ssize_t i = first; i < stop; i++) {
+        uint64_t *cells = sums + i * l->grid;
+        memset(cells, 0, sizeof(uint64_t) * (size_t)l->grid);
+        for (Py_ssize_t k = l->re[i]; k < l->re[i + 1]; k += FP_CHUNK) {
+            Py_ssize_t rows = l->re[i + 1] - k < FP_CHUNK ? l->re[i + 1] - k : FP_CHUNK;
+            add_rows(acc, buf + k * row_stride, row_stride, rows, l->span);
+            fp_fold(l, acc, cells);
         }
     }
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&by);
-    PyObject *out = PyBytes_FromStringAndSize(NULL, grid * grid);
+}
+
+static PyObject *
+fp_means(const fp_layout *l, const uint64_t *sums)
+{
+    PyObject *out = PyBytes_FromStringAndSize(NULL, l->grid * l->grid);
     if (out == NULL)
         return NULL;
     uint8_t *o = (uint8_t *)PyBytes_AS_STRING(out);
-    for (Py_ssize_t i = 0; i < grid; i++)
-        for (Py_ssize_t j = 0; j < grid; j++) {
-            uint64_t cnt = (uint64_t)(re[i + 1] - re[i]) * (uint64_t)(ce[j + 1] - ce[j]);
-            o[i * grid + j] = (uint8_t)((2 * sums[i * grid + j] + cnt) / (2 * cnt));
+    for (Py_ssize_t i = 0; i < l->grid; i++)
+        for (Py_ssize_t j = 0; j < l->grid; j++) {
+            uint64_t cnt = (uint64_t)(l->re[i + 1] - l->re[i]) *
+                           (uint64_t)(l->ce[j + 1] - l->ce[j]);
+            o[i * l->grid + j] = (uint8_t)((2 * sums[i * l->grid + j] + cnt) / (2 * cnt));
         }
     return out;
+}
+
+static PyObject *
+vp_fingerprint(PyObject *self, PyObject *args)
+{
+    PyObject *oy, *osums = Py_None;
+    Py_ssize_t grid, step, first = 0, stop = -1;
+    if (!PyArg_ParseTuple(args, "Onn|Onn:fingerprint", &oy, &grid, &step, &osums, &first,
+                          &stop))
+        return NULL;
+    Py_buffer by;
+    if (get_plane(oy, &by, 0, "y") < 0)
+        return NULL;
+    PyObject *result = NULL;
+    uint16_t *acc = NULL;
+    fp_layout l;
+    if (fp_layout_init(&l, by.shape[0], by.shape[1], grid, step) < 0)
+        goto done;
+    uint64_t sums[FP_MAX_GRID * FP_MAX_GRID];
+    if (osums == Py_None) {
+        first = 0;
+        stop = grid;
+    } else {
+        char *data;
+        Py_ssize_t len;
+        if (PyBytes_AsStringAndSize(osums, &data, &len) < 0)
+            goto done;
+        if (len != (Py_ssize_t)sizeof(uint64_t) * grid * grid || first < 0 || stop < first ||
+            stop > grid) {
+            PyErr_SetString(PyExc_ValueError,
+                            "fingerprint: sums of another grid, or rows out of range");
+            goto done;
+        }
+        memcpy(sums, data, (size_t)len);
+    }
+    acc = PyMem_Malloc(sizeof(uint16_t) * (size_t)l.span);
+    if (acc == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    fp_sum_rows(&l, (const uint8_t *)by.buf, by.strides[0], acc, sums, first, stop);
+    Py_END_ALLOW_THREADS
+    result = fp_means(&l, sums);
+done:
+    PyMem_Free(acc);
+    PyBuffer_Release(&by);
+    return result;
+}
+
+/* A luma row copied, and added into the accumulator as it is (the sampled rows). */
+VP_CLONES static void
+copy_add_row(uint8_t *restrict d, const uint8_t *restrict s, uint16_t *restrict acc,
+             Py_ssize_t span)
+{
+    for (Py_ssize_t x = 0; x < span; x++) {
+        uint8_t v = s[x];
+        d[x] = v;
+        acc[x] = (uint16_t)(acc[x] + v);
+    }
+}
+
+static void
+copy_rows(uint8_t *d, Py_ssize_t ds, const uint8_t *s, Py_ssize_t ss, Py_ssize_t w,
+          Py_ssize_t h)
+{
+    if (ds == w && ss == w) {
+        memcpy(d, s, (size_t)(w * h));
+        return;
+    }
+    for (Py_ssize_t r = 0; r < h; r++)
+        memcpy(d + r * ds, s + r * ss, (size_t)w);
+}
+
+static PyObject *
+vp_copy(PyObject *self, PyObject *args)
+{
+    PyObject *objs[6];
+    Py_ssize_t grid, step;
+    if (!PyArg_ParseTuple(args, "OOOOOOnn:copy", &objs[0], &objs[1], &objs[2], &objs[3],
+                          &objs[4], &objs[5], &grid, &step))
+        return NULL;
+    static const char *names[6] = {"src_y", "src_u", "src_v", "dst_y", "dst_u", "dst_v"};
+    Py_buffer b[6];
+    int got = 0;
+    PyObject *result = NULL;
+    uint16_t *acc = NULL;
+    for (; got < 6; got++)
+        if (get_plane(objs[got], &b[got], got >= 3, names[got]) < 0)
+            goto done;
+    for (int i = 0; i < 3; i++)
+        if (b[i].shape[0] != b[i + 3].shape[0] || b[i].shape[1] != b[i + 3].shape[1]) {
+            PyErr_Format(PyExc_ValueError, "copy: %s and %s differ in size", names[i],
+                         names[i + 3]);
+            goto done;
+        }
+    fp_layout l;
+    if (fp_layout_init(&l, b[0].shape[0], b[0].shape[1], grid, step) < 0)
+        goto done;
+    acc = PyMem_Calloc((size_t)l.span, sizeof(uint16_t));
+    if (acc == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    uint64_t sums[FP_MAX_GRID * FP_MAX_GRID];
+    memset(sums, 0, sizeof(sums));
+    Py_BEGIN_ALLOW_THREADS
+    const Py_ssize_t w = b[0].shape[1], h = b[0].shape[0];
+    const Py_ssize_t ss = b[0].strides[0], ds = b[3].strides[0];
+    const uint8_t *src = b[0].buf;
+    uint8_t *dst = b[3].buf;
+    Py_ssize_t r = 0;  /* plane row */
+    for (Py_ssize_t i = 0; i < grid; i++) {
+        Py_ssize_t added = 0;
+        for (Py_ssize_t k = l.re[i]; k < l.re[i + 1]; k++) {
+            /* rows up to sampled row k, copied only; then row k, copied and added */
+            Py_ssize_t row = k * step;
+            copy_rows(dst + r * ds, ds, src + r * ss, ss, w, row - r);
+            copy_add_row(dst + row * ds, src + row * ss, acc, l.span);
+            if (l.span < w)
+                memcpy(dst + row * ds + l.span, src + row * ss + l.span, (size_t)(w - l.span));
+            r = row + 1;
+            if (++added == FP_CHUNK) {
+                fp_fold(&l, acc, sums + i * grid);
+                added = 0;
+            }
+        }
+        fp_fold(&l, acc, sums + i * grid);
+    }
+    copy_rows(dst + r * ds, ds, src + r * ss, ss, w, h - r);
+    for (int i = 1; i < 3; i++)
+        copy_rows(b[i + 3].buf, b[i + 3].strides[0], b[i].buf, b[i].strides[0],
+                  b[i].shape[1], b[i].shape[0]);
+    Py_END_ALLOW_THREADS
+    result = PyBytes_FromStringAndSize((const char *)sums,
+                                       (Py_ssize_t)sizeof(uint64_t) * grid * grid);
+done:
+    PyMem_Free(acc);
+    while (got-- > 0)
+        PyBuffer_Release(&b[got]);
+    return result;
 }
 
 static PyMethodDef methods[] = {
     {"blend", vp_blend, METH_VARARGS,
      "blend(y, u, v, x0, y0, inv, ta, inv_c, ta_c): stamp a YUV 4:2:0 frame in place."},
     {"fingerprint", vp_fingerprint, METH_VARARGS,
-     "fingerprint(y, grid, step) -> bytes: block means of the sampled luma plane."},
+     "fingerprint(y, grid, step[, sums, first, stop]) -> bytes: block means of the sampled "
+     "luma plane (with sums from copy(): grid rows first..stop-1 read again)."},
+    {"copy", vp_copy, METH_VARARGS,
+     "copy(src_y, src_u, src_v, dst_y, dst_u, dst_v, grid, step) -> bytes: copy three "
+     "planes; the fingerprint's per-cell sums of the luma."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_native", "vidproof's optional C kernels (stamp, fingerprint).",
+    PyModuleDef_HEAD_INIT, "_native", "vidproof's optional C kernels (stamp, fingerprint, copy).",
     -1, methods, NULL, NULL, NULL, NULL,
 };
 

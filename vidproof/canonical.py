@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 MAX_INT = 2**63 - 1
@@ -114,6 +115,7 @@ _LITERALS = {True: "true", False: "false"}
 def _frame_bytes(value: dict[str, Any]) -> bytes | None:
     """``value`` encoded by the frame template, or None when it is not a plain frame entry."""
     keys = tuple(value)
+    strings: tuple[Any, ...]
     if keys == _FRAME_KEYS:
         (cam, camera, ctx, digest, dts, key, params, prev, pts, seq, tb, kind, utc,
          v) = value.values()
@@ -147,6 +149,45 @@ def _frame_bytes(value: dict[str, Any]) -> bytes | None:
         "null" if cam is None else cam, camera, ctx, digest, "null" if dts is None else dts,
         fp_member, _LITERALS[key], params, prev, "null" if pts is None else pts, seq, num,
         den, kind, utc, v)).encode("ascii")
+
+
+# The verifier's side of the hot path: a line that has exactly the shape of a canonical
+# frame entry (members in order, no whitespace, integers without leading zeros, strings
+# that need no escape) is parsed by one regular expression instead of by json.loads and
+# then encoded again to check its form. Any other line takes the general path.
+_INT = rb"(0|-?[1-9][0-9]*)"
+_INT_OR_NULL = rb"(null|0|-?[1-9][0-9]*)"
+_HEX = rb'"([0-9a-f]{64})"'
+_FRAME_LINE = re.compile(
+    rb'\{"cam_utc_ns":' + _INT_OR_NULL + rb',"camera":"([A-Za-z0-9._-]+)","ctx":' + _HEX
+    + rb',"digest":' + _HEX + rb',"dts":' + _INT_OR_NULL
+    + rb',(?:"fp":"([A-Za-z0-9+/=]*)",)?"key":(true|false),"params":' + _HEX + rb',"prev":'
+    + _HEX + rb',"pts":' + _INT_OR_NULL + rb',"seq":' + _INT + rb',"tb":\[' + _INT + rb","
+    + _INT + rb'\],"type":"(frame)","utc_ns":' + _INT + rb',"v":"([A-Za-z0-9/._-]+)"\}\n')
+
+
+def parse_frame_line(line: bytes) -> dict[str, Any] | None:
+    """The value of an evidence line that is a frame entry in canonical form (with its
+    newline): what ``json.loads`` gives, for a line that ``canonical_bytes`` of that value
+    (plus the newline) reproduces byte for byte. None for any other line."""
+    m = _FRAME_LINE.fullmatch(line)
+    if m is None:
+        return None
+    (cam, camera, ctx, digest, dts, fp, key, params, prev, pts, seq, num, den, kind, utc,
+     v) = m.groups()
+    ints = [None if x == b"null" else int(x) for x in (cam, dts, pts, seq, num, den, utc)]
+    for n in ints:
+        if n is not None and not MIN_INT <= n <= MAX_INT:
+            return None  # the general path refuses it, and says why
+    value: dict[str, Any] = {
+        "cam_utc_ns": ints[0], "camera": camera.decode("ascii"), "ctx": ctx.decode("ascii"),
+        "digest": digest.decode("ascii"), "dts": ints[1]}
+    if fp is not None:
+        value["fp"] = fp.decode("ascii")
+    value.update(key=key == b"true", params=params.decode("ascii"),
+                 prev=prev.decode("ascii"), pts=ints[2], seq=ints[3], tb=[ints[4], ints[5]],
+                 type=kind.decode("ascii"), utc_ns=ints[6], v=v.decode("ascii"))
+    return value
 
 
 def canonical_bytes(value: Any) -> bytes:

@@ -415,6 +415,11 @@ def export(req: ExportRequest, signer: Signer, now_ns: int) -> ExportResult:
     tz = _local_zone(req.timezone)
     cam = _load_camera(cam_dir)
     sel = select(cam, to_ns(req.start), to_ns(req.end))
+    from .retention import add_hold, destroyed_in
+
+    destroyed = destroyed_in(cam.entries.values(), sel.frames[0]["seq"], sel.frames[-1]["seq"])
+    if destroyed is not None:  # its records remain, its media was purged (retention)
+        raise UsageError(destroyed)
     contexts = dict(cam.contexts)
     req.out.parent.mkdir(parents=True, exist_ok=True)
     out_dir = req.out.resolve().parent
@@ -487,13 +492,17 @@ def export(req: ExportRequest, signer: Signer, now_ns: int) -> ExportResult:
                 z.write(work / name, name, compress_type=method)
         with open(tmp_zip, "rb") as f:
             os.fsync(f.fileno())
+        # The exported range is kept from the retention purge (an export hold).
+        hold = add_hold(req.store, req.camera, first_ns, last_ns, kind="export",
+                        reason=req.reason or f"exported for case {req.case}", case=req.case,
+                        by=req.officer, now_ns=now_ns)
         # The export is journaled (and fsynced) before the bundle is handed over.
         journal.append("export", req.officer, now_ns, {
             "case": req.case, "reason": req.reason, "camera": req.camera,
             "footage_from": iso_ns(first_ns), "footage_to": iso_ns(last_ns),
             "duration_s": f"{(last_ns - first_ns) / 1e9:.3f}", "frames": len(frames),
             "bundle": req.out.name, "bundle_sha256": file_sha256(tmp_zip),
-            "export_entry": sha256_hex(canonical_bytes(export_entry)),
+            "export_entry": sha256_hex(canonical_bytes(export_entry)), "hold": hold.id,
         })
         os.replace(tmp_zip, req.out)
     return ExportResult(req.out, len(frames), first_ns, last_ns, verdict, sel.trimmed)

@@ -15,9 +15,9 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -28,12 +28,20 @@ from .trust.keytypes import (
     PublicKey,
     alg_of,
     ecdsa_raw_from_der,
+    ed25519_private_from_pem,
     key_id,
     load_public_pem,
     public_pem,
-    verify_signature,
 )
-from .trust.policy import BareKeyPolicy
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives import serialization
+
+    from .trust.policy import TrustedKey
+else:  # a start-up cost: only for keys other than those 'vidproof keygen' writes
+    from ._lazy import lazy_module
+
+    serialization = lazy_module("cryptography.hazmat.primitives.serialization")
 
 ALG = ED25519  # the default algorithm
 PASSPHRASE_ENV = "VIDPROOF_KEY_PASSPHRASE"
@@ -95,11 +103,14 @@ class Signer:
         return {**self.key_json(), "public": public_pem(self.public)}
 
 
-class TrustedKey(BareKeyPolicy):
-    """A public key the verifier was told to trust (a bare-key trust policy)."""
+def __getattr__(name: str) -> Any:
+    # TrustedKey is a trust policy (vidproof.trust.policy, with the certificate code):
+    # imported when asked for, not by every recorder that loads its signing key.
+    if name == "TrustedKey":
+        from .trust.policy import TrustedKey
 
-    def verify(self, signature: bytes, data: bytes) -> bool:
-        return verify_signature(self.public, self.material.alg, signature, data)
+        return TrustedKey
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def passphrase_from(file: Path | None, env: str = PASSPHRASE_ENV) -> bytes | None:
@@ -177,6 +188,9 @@ def load_private_key(path: Path, passphrase: bytes | None
     if passphrase is None:
         passphrase = passphrase_from(None)
     encrypted = b"ENCRYPTED PRIVATE KEY" in data
+    fast = None if encrypted else ed25519_private_from_pem(data)
+    if fast is not None:
+        return fast  # an Ed25519 key, as 'vidproof keygen' writes it
     try:
         private = serialization.load_pem_private_key(data, password=passphrase
                                                      if encrypted else None)
@@ -230,6 +244,8 @@ def load_signer(path: Path | str, *, passphrase: bytes | None = None,
 
 def load_trusted(path: Path) -> TrustedKey:
     """A bare public key (or a certificate's public key): the journal's trust anchor."""
+    from .trust.policy import TrustedKey
+
     data = _read(path, "trust anchor")
     try:
         return TrustedKey(load_public_pem(data))

@@ -22,7 +22,8 @@ _CAMERA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 EVENT_KINDS = frozenset(
     {"recorder_start", "recorder_stop", "camera_lost", "camera_back", "source_duplicates",
      "clock_jump", "clock_offset",
-     "key_rotation"}  # the old key introduces the new one (docs/FORMAT.md section 10.3)
+     "key_rotation",  # the old key introduces the new one (docs/FORMAT.md section 10.3)
+     "retention_purge"}  # segments destroyed after the retention period (docs/FORMAT.md 15)
 )
 FINGERPRINT_BYTES = 256  # frame records' optional "fp": base64 of a version-1 fingerprint
 

@@ -103,21 +103,25 @@ class EvidenceWriter:
 class SegmentWriter:
     """Muxes coded packets, unchanged, into one MPEG-TS segment.
 
-    FFmpeg writes the file through its own I/O (``flush_packets``: each packet reaches
-    the kernel as it is muxed, with no Python call per write); ``sync`` fsyncs the file
-    through a descriptor of our own, opened when the segment is created (exclusively:
-    a segment is never overwritten). fsync acts on the file, whichever descriptor.
+    FFmpeg writes the file through its own I/O (no Python call per write); ``sync``
+    fsyncs the file through a descriptor of our own, opened when the segment is created
+    (exclusively: a segment is never overwritten). fsync acts on the file, whichever
+    descriptor. With ``flush_each`` (the default), each packet reaches the kernel as it
+    is muxed (``flush_packets``). Without it, FFmpeg's I/O buffer is flushed only after
+    a packet written with ``flush=True``: the recorder writes so the packet it muxes
+    before each checkpoint, and ``sync`` refuses to run while packets are still only in
+    that buffer (an fsync would not cover them).
     """
 
     def __init__(self, path: Path, template: av.video.stream.VideoStream | None,
-                 codec: str, time_base: Fraction) -> None:
+                 codec: str, time_base: Fraction, *, flush_each: bool = True) -> None:
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             # An absolute path: FFmpeg would read "name:" at the start of a relative
             # one as a protocol.
             self._out = av.open(os.path.abspath(path), "w", format="mpegts",
-                                options={"flush_packets": "1"})
+                                options={"flush_packets": "1"} if flush_each else {})
             self._stream: Any = (self._out.add_stream_from_template(template)
                                  if template is not None else self._out.add_mux_stream(codec))
             self._stream.time_base = time_base
@@ -127,37 +131,65 @@ class SegmentWriter:
         self.frames = 0
         self.first_utc_ns: int | None = None
         self._last_dts: int | None = None
+        self._unflushed = False  # packets muxed since FFmpeg's I/O buffer was last flushed
+        self._flush_each = flush_each
         _fsync_dir(path.parent)
 
     def write(self, data: bytes, pts: int | None, dts: int | None, time_base: Fraction,
-              keyframe: bool) -> None:
-        packet = av.Packet(data)
-        if dts is not None and self._last_dts is not None and dts <= self._last_dts:
+              keyframe: bool, *, flush: bool = False, packet: Any = None) -> None:
+        """Mux one access unit. ``packet``: the demuxed packet that holds ``data`` and
+        these timestamps, time base and keyframe flag, muxed as it is rather than copied
+        into a new one. ``flush``: FFmpeg's I/O buffer is flushed to the file after this
+        packet (see the class)."""
+        last = self._last_dts
+        if dts is not None and last is not None and dts <= last:
             # The muxer refuses a decoding time that does not increase (some cameras
             # repeat timestamps). The segment gets the next tick; the frame record
             # keeps the timestamps the camera sent.
-            dts = self._last_dts + 1
+            dts = last + 1
             if pts is not None and pts < dts:
                 pts = dts
+            if packet is not None:
+                packet.pts, packet.dts = pts, dts
         if dts is not None:
             self._last_dts = dts
-        packet.pts, packet.dts, packet.time_base = pts, dts, time_base
-        packet.is_keyframe = keyframe
+        if packet is None:
+            packet = av.Packet(data)
+            packet.pts, packet.dts, packet.time_base = pts, dts, time_base
+            packet.is_keyframe = keyframe
         packet.stream = self._stream
-        self._out.mux(packet)
+        if flush and not self._flush_each:
+            out = self._out
+            out.flags |= _FLUSH_PACKETS  # read by FFmpeg after it writes this packet
+            try:
+                out.mux(packet)
+            finally:
+                out.flags &= ~_FLUSH_PACKETS
+            self._unflushed = False
+        else:
+            self._out.mux(packet)
+            self._unflushed = not self._flush_each
         self.frames += 1
 
     def sync(self) -> None:
+        if self._unflushed:
+            raise RuntimeError(f"{self.path.name}: packets muxed since the last flush are "
+                               "not in the file yet; write the last one with flush=True "
+                               "before sync() (or close the segment)")
         os.fsync(self._fd)
 
     def close(self) -> None:
         try:
-            self._out.close()
+            self._out.close()  # flushes FFmpeg's I/O buffer
+            self._unflushed = False
         finally:
             try:
-                self.sync()
+                os.fsync(self._fd)
             finally:
                 os.close(self._fd)
+
+
+_FLUSH_PACKETS = 0x0200  # AVFMT_FLAG_FLUSH_PACKETS (av.container.Flags.flush_packets)
 
 
 def next_segment_path(cam_dir: Path) -> Path:

@@ -61,6 +61,7 @@ ADMITS = {
     ("GET", "/api/exports/{export_id}/bundle"): {"police"},
     ("POST", "/api/verify"): set(ROLES),
     ("GET", "/api/journal"): {"auditor"},
+    ("GET", "/api/retention"): {"auditor", "installer"},
 }
 
 

@@ -3,10 +3,15 @@
 A raw source yields :class:`RawInfo` when it (re)connects or its picture size
 changes, :class:`RawFrame` for every picture, and :class:`SourceLost` when the
 camera goes away. Every :class:`RawFrame` holds a PyAV ``yuv420p`` frame of even
-size that the caller **owns** and may write into: a decoder's output can share its
-buffer with the decoder's reference pictures, so such frames are made writable
-(``make_writable`` copies the buffer when it is shared) or reformatted into a new
-frame, never stamped in place as received.
+size that the caller **owns** and may write into: a decoder's output shares its
+buffer with the decoder's reference pictures, so it is never stamped in place as
+received. Decoded pictures are copied into frames of a :class:`FramePool` (buffers
+of our own, recycled once nothing references them: no page faults of fresh memory
+per picture); other formats are reformatted into a new frame.
+
+Decoders run on one thread (:func:`single_threaded`): transcode mode is measured in
+cameras per core, and FFmpeg's frame threads cost more CPU time per picture, and
+hand over pictures that another core wrote (a colder copy).
 
 Sources (``spec``):
 
@@ -27,6 +32,7 @@ devices by the recorder's clock when the frame arrives (``"wall"``).
 from __future__ import annotations
 
 import re
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -37,8 +43,10 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 
 from ..errors import SourceError, UsageError
+from ..stamp.fingerprint import copy_planes
 from .sources import Backoff, Clock, CodedFrame, Pacer, SourceLost, StreamInfo, redact, rtsp
 
 _TESTSRC = re.compile(r"^testsrc(?::(\d+)x(\d+)(?:@(\d+))?)?$")
@@ -59,22 +67,115 @@ class RawInfo:
     skipped_before_keyframe: int = 0
 
 
+Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 @dataclass(frozen=True)
 class RawFrame:
     frame: Any  # av.VideoFrame: yuv420p, even size, owned and writable
     utc_ns: int
     cam_utc_ns: int | None = None
+    # Writable views of the frame's Y, U and V planes, when the source has them at hand
+    # (None: vidproof.stamp.frame_planes gives them).
+    planes: Planes | None = field(default=None, compare=False, repr=False)
+    # The fingerprint's sums of the luma as the source copied it (the C kernels add
+    # them up while copying; see vidproof.stamp.fingerprint), or None.
+    luma_sums: bytes | None = field(default=None, compare=False, repr=False)
 
 
 RawItem = RawInfo | RawFrame | SourceLost
+
+
+class FramePool:
+    """yuv420p frames of one size, in buffers of our own, that decoded pictures are
+    copied into.
+
+    Each frame wraps a contiguous I420 numpy array (``VideoFrame.from_numpy_buffer``).
+    A frame is handed out again only when nothing else holds it: no Python reference
+    to the frame, or to its array (the plane views handed out with it, or any view of
+    them), besides the pool's own; and no FFmpeg reference to its buffer (an encoder
+    that kept one: ``make_writable`` would then move the frame to a new buffer, and
+    the pool lets it go). When every frame is taken, up to ``keep`` are kept; beyond,
+    a fresh frame is made each time (correct, only slower)."""
+
+    def __init__(self, width: int, height: int, keep: int = 6) -> None:
+        if width & 1 or height & 1:
+            raise ValueError(f"a {width}x{height} pool: sizes must be even")
+        self.width, self.height, self.keep = width, height, keep
+        self._slots: list[tuple[np.ndarray, Any]] = []  # (I420 array, its frame)
+        self._free_refs: tuple[int, int] = (0, 0)
+
+    @staticmethod
+    def _refs(slot: tuple[np.ndarray, Any]) -> tuple[int, int]:
+        return sys.getrefcount(slot[0]), sys.getrefcount(slot[1])
+
+    def _new(self) -> tuple[np.ndarray, Any]:
+        buf = np.empty((self.height * 3 // 2, self.width), np.uint8)
+        return buf, av.VideoFrame.from_numpy_buffer(buf, format="yuv420p")
+
+    def _views(self, buf: np.ndarray) -> Planes:
+        w, h = self.width, self.height
+        n, c = w * h, w * h // 4
+        flat = buf.reshape(-1)
+        return (buf[:h], flat[n:n + c].reshape(h // 2, w // 2),
+                flat[n + c:n + 2 * c].reshape(h // 2, w // 2))
+
+    def take(self) -> tuple[Any, Planes]:
+        """A frame that only the caller holds, and writable views of its planes."""
+        for i, slot in enumerate(self._slots):
+            if self._refs(slot) != self._free_refs:
+                continue
+            buf, frame = slot
+            frame.make_writable()  # a no-op, unless FFmpeg still holds the buffer
+            if frame.planes[0].buffer_ptr != buf.ctypes.data:
+                del self._slots[i]  # moved to a new buffer: not ours to recycle
+                break
+            return frame, self._views(buf)
+        slot = self._new()
+        if len(self._slots) < self.keep:
+            if not self._slots:
+                self._free_refs = self._refs(slot)
+            self._slots.append(slot)
+        return slot[1], self._views(slot[0])
+
+    def copy(self, frame: Any) -> tuple[Any, Planes, bytes | None]:
+        """A pool frame holding the picture of ``frame`` (yuv420p, this pool's size),
+        its planes, and the fingerprint's sums of its luma (C kernels) or None."""
+        out, planes = self.take()
+        src = tuple(np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width]
+                    for p in frame.planes)
+        return out, planes, copy_planes(src, planes)
+
+
+def single_threaded(codec_context: Any) -> None:
+    """Decode on the calling thread (see the module's docstring)."""
+    codec_context.thread_count = 1
+
+
+class Owner:
+    """Turns decoded frames into frames the caller owns (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self._pool: FramePool | None = None
+
+    def own(self, frame: Any) -> tuple[Any, Planes | None, bytes | None]:
+        """An owned yuv420p frame of even size with the picture of ``frame``, its planes
+        and luma sums when known (see :meth:`FramePool.copy`)."""
+        w, h = frame.width, frame.height
+        if frame.format.name == "yuv420p" and not (w | h) & 1:
+            pool = self._pool
+            if pool is None or (pool.width, pool.height) != (w, h):
+                pool = self._pool = FramePool(w, h)
+            return pool.copy(frame)
+        return frame.reformat(width=w & ~1, height=h & ~1, format="yuv420p"), None, None
 
 
 def owned_yuv420p(frame: Any) -> Any:
     """``frame`` as a yuv420p frame of even size that the caller owns and may write.
 
     A yuv420p frame of even size is made writable in place (its buffer is copied
-    only when shared, e.g. with a decoder's reference pictures); any other format or
-    an odd size is converted (one swscale pass, into a new frame)."""
+    only when shared); any other format or an odd size is converted (one swscale
+    pass, into a new frame). For a decoder's pictures, :class:`Owner` is cheaper."""
     w, h = frame.width, frame.height
     if frame.format.name == "yuv420p" and not (w | h) & 1:
         frame.make_writable()
@@ -141,8 +242,9 @@ def raw_file(path: str, *, fast: bool, duration: float | None,
         if not container.streams.video:
             raise SourceError(f"{path} has no video stream")
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
         cc = stream.codec_context
+        single_threaded(cc)
+        owner = Owner()
         fps = _fps(stream.average_rate) or _fps(stream.guessed_rate)
         name = Path(path).name
         size: tuple[int, int] | None = None
@@ -152,14 +254,15 @@ def raw_file(path: str, *, fast: bool, duration: float | None,
                 utc, offset = pacer.utc_ns(frame.time)
                 if duration is not None and offset >= duration:
                     break
-                out = owned_yuv420p(frame)
+                out, planes, sums = owner.own(frame)
                 if (out.width, out.height) != size:
                     size = (out.width, out.height)
                     yield RawInfo(out.width, out.height, fps, name, "media",
                                   {"kind": "file", "codec": cc.name,
                                    "pix_fmt": frame.format.name,
                                    "width": frame.width, "height": frame.height})
-                yield RawFrame(out, utc)
+                del frame  # the decoder's picture: not held while the next is decoded
+                yield RawFrame(out, utc, planes=planes, luma_sums=sums)
         except av.FFmpegError as exc:
             raise SourceError(f"{path}: cannot decode the video ({exc})") from None
     finally:
@@ -181,6 +284,7 @@ def decode_coded(items: Iterator[StreamInfo | CodedFrame | SourceLost],
     times: dict[int, tuple[int, int | None]] = {}
     untimed: deque[tuple[int, int | None]] = deque()
     size: tuple[int, int] | None = None
+    owner = Owner()
 
     def frames(packet: Any) -> Iterator[RawItem]:
         nonlocal size
@@ -193,14 +297,14 @@ def decode_coded(items: Iterator[StreamInfo | CodedFrame | SourceLost],
                 t = times.pop(next(iter(times)))
             if t is None:
                 continue
-            out = owned_yuv420p(frame)
+            out, planes, sums = owner.own(frame)
             if (out.width, out.height) != size:
                 size = (out.width, out.height)
                 yield RawInfo(out.width, out.height, info.fps, info.description, info.clock,
                               {"kind": kind, "codec": info.codec, "pix_fmt": frame.format.name,
                                "width": frame.width, "height": frame.height},
                               info.skipped_before_keyframe)
-            yield RawFrame(out, t[0], t[1])
+            yield RawFrame(out, t[0], t[1], planes=planes, luma_sums=sums)
 
     def drain() -> Iterator[RawItem]:
         if decoder is not None:
@@ -213,6 +317,7 @@ def decode_coded(items: Iterator[StreamInfo | CodedFrame | SourceLost],
         if isinstance(item, StreamInfo):
             yield from drain()
             decoder = av.CodecContext.create(item.codec, "r")
+            single_threaded(decoder)
             if item.extradata:
                 decoder.extradata = item.extradata
             info, size = item, None

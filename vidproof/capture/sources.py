@@ -49,6 +49,9 @@ class CodedFrame:
     keyframe: bool
     utc_ns: int
     cam_utc_ns: int | None = None
+    # The PyAV packet that ``data`` was copied from, when the recorder may mux it as it
+    # is (no second copy of the picture data); None: it muxes a new packet of ``data``.
+    packet: Any = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ def testsrc(spec: str, *, fast: bool, duration: float | None, clock: Clock) -> I
             assert p.pts is not None
             pts = round(p.pts * 90000 / fps) if ticks is None else p.pts * ticks
             utc, _ = pacer.utc_ns(pts / 90000)
-            yield CodedFrame(bytes(p), pts, pts, time_base, p.is_keyframe, utc)
+            yield CodedFrame(bytes(p), pts, pts, time_base, p.is_keyframe, utc, packet=p)
 
     try:
         for frame in graph.decode(video=0):
@@ -214,7 +217,7 @@ def media_file(path: str, *, fast: bool, duration: float | None,
                 if duration is not None and offset >= duration:
                     break
                 yield CodedFrame(bytes(packet), packet.pts, packet.dts, tb,
-                                 packet.is_keyframe, utc)
+                                 packet.is_keyframe, utc, packet=packet)
         except av.FFmpegError as exc:
             raise SourceError(f"{path}: cannot read media ({exc})") from None
     finally:

@@ -26,6 +26,7 @@ from ..digest import BitstreamError, FrameHasher
 from ..errors import SourceError
 from ..keys import Signer
 from ..model import Location
+from ..retention import RetentionKeeper
 from ..store import EvidenceWriter, SegmentWriter, camera_dir, next_segment_path, recover
 from ..timestamp.clock import ClockSettings, ClockWatch
 from .profile import assess
@@ -55,6 +56,7 @@ class RecordSettings:
     allow_below_minimum: bool = False
     tsa: TsaSettings | None = None  # RFC 3161 time-stamping of checkpoints (--tsa)
     clock_sync: ClockSettings | None = None  # NTP clock discipline (--ntp)
+    retention_days: float | None = None  # purge older footage (vidproof/retention.py)
 
 
 @dataclass
@@ -83,6 +85,9 @@ class Recorder:
         self._duplicates: list[int] = []  # seqs of frames the source repeated, not yet told
         # Key rotation (vidproof.trust.rotation): asked at each keyframe for a new signer.
         self.rotation: Callable[[int, Signer], tuple[Signer, str] | None] | None = None
+        # The segment index and the retention purge (vidproof/retention.py).
+        self.keeper: RetentionKeeper | None = None
+        self._last_frame: tuple[int, int] | None = None  # (seq, utc_ns) of the last frame
 
     def _sync_media(self) -> None:
         if self.segment is not None:
@@ -91,6 +96,9 @@ class Recorder:
     def _close_segment(self) -> None:
         if self.segment is not None:
             self.segment.close()
+            if self.keeper is not None and self._last_frame is not None:
+                self.keeper.closed(self.segment.path.name, *self._last_frame,
+                                   self.segment.frames)
             self.segment = None
 
     def _context(self, info: StreamInfo) -> dict[str, Any]:
@@ -179,6 +187,9 @@ class Recorder:
         first = next(source, None)
         self.cam_dir.mkdir(parents=True, exist_ok=True)
         state = recover(self.cam_dir)
+        keeper = self.keeper = RetentionKeeper(s.store, s.camera_id, self.cam_dir,
+                                               s.retention_days, self.clock)
+        keeper.start(state.next_seq)
         if s.tsa is None:
             evidence: EvidenceWriter = EvidenceWriter(self.cam_dir / "evidence.jsonl")
         else:
@@ -199,8 +210,8 @@ class Recorder:
                     self._clock_events(chain)
                 if isinstance(item, StreamInfo):
                     now = self.clock()
+                    self._close_segment()  # flushed and fsynced: before the checkpoint
                     chain.checkpoint(now)
-                    self._close_segment()
                     hasher = FrameHasher(item.codec, item.extradata)
                     info = item
                     chain.context(self._time_context(self._context(item)), now)
@@ -221,14 +232,16 @@ class Recorder:
                         self.result.events += 1
                         lost = None
                     chain.checkpoint(now)
+                    if keeper.due():  # retention: a pass at start (and after camera_back)
+                        keeper.purge(chain, self.signer, None)
                     self.status.update(True, state="recording", stream={
                         "codec": item.codec, "width": item.width, "height": item.height,
                         "fps": None if item.fps is None else float(item.fps)})
                     continue
                 if isinstance(item, SourceLost):
+                    self._close_segment()
                     self._report_duplicates(chain, item.utc_ns)
                     chain.checkpoint(item.utc_ns)
-                    self._close_segment()
                     chain.event("camera_lost", item.utc_ns, {"reason": item.reason})
                     chain.checkpoint(item.utc_ns)
                     self.result.events += 1
@@ -243,53 +256,83 @@ class Recorder:
                           "duration reached" if s.duration is not None else "source ended")
                 self._report_duplicates(chain, now)
                 chain.event("recorder_stop", now, {"reason": reason, "frames": self.result.frames})
+                self._close_segment()
                 chain.checkpoint(now)
         except BitstreamError as exc:
             raise SourceError(f"{redact(s.source)}: {exc}") from None
         except av.FFmpegError as exc:
             raise SourceError(f"{redact(s.source)}: cannot store the stream ({exc})") from None
         finally:
-            if started:
-                chain.checkpoint(self.clock())
-            self._close_segment()
-            self.clock_watch.close()
-            evidence.close()
-            self.result.checkpoints = chain.checkpoints
-            self.status.update(True, state="stopped")
+            try:
+                # The segment is closed (FFmpeg's buffer flushed, the file fsynced) before
+                # the last checkpoint; if closing fails, the entries it would cover stay
+                # unsigned (the verifier reports them as such).
+                self._close_segment()
+                if started:
+                    chain.checkpoint(self.clock())
+            finally:
+                self.clock_watch.close()
+                evidence.close()
+                self.result.checkpoints = chain.checkpoints
+                self.status.update(True, state="stopped")
         return self.result
 
     def _frame(self, chain: Chain, hasher: FrameHasher, info: StreamInfo,
                frame: CodedFrame) -> None:
         self.status.fields["frames_in"] += 1
-        if frame.keyframe and self.rotation is not None:  # key rotation, at a GOP boundary
+        keyframe = frame.keyframe
+        segment = self.segment
+        fd = None
+        new_segment = keyframe and (
+            segment is None
+            or frame.utc_ns - self.segment_start_ns >= self.settings.segment_seconds * 1e9)
+        if new_segment:
+            # The segment is closed (flushed, fsynced) and signed by the checkpoint below
+            # before the next one exists: after a crash, recovery takes the last segment
+            # for the one the crash interrupted.
+            self._close_segment()
+        elif segment is not None:
+            # The frame is muxed before the checkpoint that signs the frames before it
+            # (due before a keyframe, and at most 2 s apart; a key rotation is at a
+            # keyframe): FFmpeg's buffer is flushed after it, so the checkpoint's fsync
+            # covers every frame before (and this one, signed by the next checkpoint).
+            fd = hasher.digest(frame.data)
+            segment.write(frame.data, frame.pts, frame.dts, frame.time_base, keyframe,
+                          flush=keyframe or chain.due(frame.utc_ns, keyframe),
+                          packet=frame.packet)
+        if keyframe and self.rotation is not None:  # key rotation, at a GOP boundary
             rotated = self.rotation(frame.utc_ns, self.signer)
             if rotated is not None:
                 chain.rotate(rotated[0], self.clock(), rotated[1])
                 self.signer = rotated[0]
-        if chain.due(frame.utc_ns, frame.keyframe):
+        if chain.due(frame.utc_ns, keyframe):
             self._report_duplicates(chain, frame.utc_ns)
             chain.checkpoint(self.clock())
             self.status.update()
-        if frame.keyframe and (
-            self.segment is None
-            or frame.utc_ns - self.segment_start_ns >= self.settings.segment_seconds * 1e9
-        ):
-            self._close_segment()
-            self.segment = SegmentWriter(next_segment_path(self.cam_dir), info.template,
-                                         info.codec, info.time_base)
+            if self.keeper is not None and self.keeper.due():  # retention, after a checkpoint
+                self.keeper.purge(chain, self.signer,
+                                  None if self.segment is None else self.segment.path.name)
+        if new_segment:
+            self.segment = segment = SegmentWriter(
+                next_segment_path(self.cam_dir), info.template, info.codec, info.time_base,
+                flush_each=False)
             self.segment_start_ns = frame.utc_ns
             self.result.segments += 1
-        if self.segment is None:
+            fd = hasher.digest(frame.data)
+            segment.write(frame.data, frame.pts, frame.dts, frame.time_base, keyframe,
+                          packet=frame.packet)
+        if fd is None:
             self.status.fields["dropped_frames"] += 1
             return  # no keyframe yet since (re)connecting: nothing decodable to keep
-        fd = hasher.digest(frame.data)
-        self.segment.write(frame.data, frame.pts, frame.dts, frame.time_base, frame.keyframe)
         tb: Fraction = frame.time_base
         seq = chain.frame(utc_ns=frame.utc_ns, pts=frame.pts, dts=frame.dts,
                           tb=(tb.numerator, tb.denominator), key=frame.keyframe,
                           digest=fd.digest, params=fd.params, cam_utc_ns=frame.cam_utc_ns,
                           fp=getattr(frame, "fp", None))
         self.result.frames += 1
+        if new_segment and self.keeper is not None and segment is not None:
+            self.keeper.opened(segment.path.name, seq, frame.utc_ns)  # the segment index
+        self._last_frame = seq, frame.utc_ns
         st = self.status.fields
         if getattr(frame, "duplicate", False):  # transcode mode: the source repeated it
             self._duplicates.append(seq)

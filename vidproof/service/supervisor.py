@@ -65,7 +65,10 @@ class Supervisor:
                "--camera-id", cam.id, "--location", f"{loc.label};{loc.lat},{loc.lon}",
                "--key", str(c.key), "--store", str(c.store),
                "--segment-seconds", str(c.segment_seconds),
-               "--status-file", str(self.status_path(cam.id))]
+               "--status-file", str(self.status_path(cam.id)),
+               "--retention-days", repr(c.retention_days)]  # the worker purges its camera
+        if c.retention_override:
+            cmd.append("--retention-override")
         if cam.stamp:
             cmd.append("--stamp")
         if not cam.close_shot:

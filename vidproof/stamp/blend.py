@@ -276,6 +276,7 @@ class Stamper:
         self._margin = margin
         self._paste = ts.digit_cells is not None
         self._key: tuple[str, str] | None = None
+        self._sec: int | None = None  # the second of the last frame stamped (digit pastes)
         self._block: BlockArrays | None = None
         self._slots: list[_TimeSlots] = []
         self._x0 = self._y0 = 0
@@ -315,8 +316,15 @@ class Stamper:
                 u.shape != (self.height // 2, self.width // 2):
             raise ValueError(f"planes {y.shape}, {u.shape}, {v.shape} do not match the "
                              f"stamper's {self.width}x{self.height} YUV 4:2:0 frame")
-        utc, local = self.clock.lines(utc_ns)
-        block = self._update(utc, local)
+        sec, ms = divmod(utc_ns // 1_000_000, 1000)
+        if sec == self._sec and self._paste:
+            # The same second as the frame before: only the milliseconds can differ
+            # (the same in both lines: the local offset is whole seconds).
+            block = self._paste_ms(ms)
+        else:
+            utc, local = self.clock.lines(utc_ns)
+            block = self._update(utc, local)
+            self._sec = sec if self._paste else None
         if self._native is not None:
             self._native.blend(y, u, v, self._x0, self._y0, block.inv, block.ta,
                                block.inv_c, block.ta_c)
@@ -360,6 +368,29 @@ class Stamper:
                     inv_c[at] = cell.inv_c
                     ta_c[at] = cell.ta_c
             slots.shown = digits
+        return block
+
+    def _paste_ms(self, ms: int) -> BlockArrays:
+        """Paste the three millisecond digits of both time lines (see :meth:`_update`)."""
+        block = self._block
+        cells = self.typesetter.digit_cells
+        assert block is not None and cells is not None
+        new = (ms // 100, ms // 10 % 10, ms % 10)
+        for slots in self._slots:
+            shown = slots.shown
+            if shown[6:] == new:
+                continue
+            for k in range(6, 9):
+                d = new[k - 6]
+                if shown[k] != d:
+                    cell = cells[d]
+                    at = slots.luma[k]
+                    block.inv[at] = cell.inv
+                    block.ta[at] = cell.ta
+                    at = slots.chroma[k]
+                    block.inv_c[at] = cell.inv_c
+                    block.ta_c[at] = cell.ta_c
+            slots.shown = shown[:6] + new
         return block
 
     def _lines_spec(self, utc: TimeLine, local: TimeLine,

@@ -12,9 +12,17 @@ fingerprint.
 Block means average away coding noise and resampling, so a copy at another
 bitrate or size gives nearly the same bytes; the distance is the mean absolute
 difference, in luma levels (0..255).
+
+In transcode mode every decoded picture is copied once into a frame of our own
+(:func:`copy_planes`); the C kernels add up the fingerprint's samples as they copy,
+and after the stamp only the grid rows that the stamp reaches are read again
+(``fingerprint(y, sums=..., changed=...)``): the same bytes, one pass over the
+picture fewer.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 
@@ -46,10 +54,49 @@ def fingerprint_numpy(y: np.ndarray, grid: int = GRID) -> bytes:
     return bytes(means.astype(np.uint8).tobytes())
 
 
-def fingerprint(y: np.ndarray, *, native: bool | None = None) -> bytes:
+@lru_cache(maxsize=64)
+def grid_rows(height: int, width: int, top: int, rows: int) -> tuple[int, int]:
+    """The grid rows ``[first, stop)`` that plane rows ``top .. top+rows-1`` may reach."""
+    step = sampling_step(height, width)
+    hs = -(-height // step)
+    edges = [(i * hs) // GRID * step for i in range(GRID + 1)]  # first plane row of each
+    hit = [i for i in range(GRID) if edges[i] < top + rows and edges[i + 1] > top]
+    return (hit[0], hit[-1] + 1) if hit else (0, 0)
+
+
+def _rows_ok(a: np.ndarray) -> bool:
+    return a.ndim == 2 and a.dtype == np.uint8 and a.strides[1] == 1 and \
+        a.strides[0] >= a.shape[1]
+
+
+def copy_planes(src: tuple[np.ndarray, ...], dst: tuple[np.ndarray, ...], *,
+                native: bool | None = None) -> bytes | None:
+    """Copy the Y, U and V planes ``src`` into ``dst`` (same shapes, 2-D uint8).
+
+    With the C kernels, returns the luma's fingerprint sums, for
+    ``fingerprint(dst[0], sums=...)``; with numpy, None."""
+    if len(src) != 3 or len(dst) != 3 or any(a.shape != b.shape for a, b in zip(src, dst)):
+        raise ValueError("copy_planes: expected three planes of the same shapes each side")
+    mod = kernels.native_module(native)
+    h, w = src[0].shape
+    step = sampling_step(h, w)
+    if mod is not None and all(_rows_ok(a) for a in (*src, *dst)) and \
+            -(-h // step) >= GRID and -(-w // step) >= GRID:
+        return bytes(mod.copy(*src, *dst, GRID, step))
+    for a, b in zip(src, dst, strict=True):
+        np.copyto(b, a)
+    return None
+
+
+def fingerprint(y: np.ndarray, *, native: bool | None = None, sums: bytes | None = None,
+                changed: tuple[int, int] | None = None) -> bytes:
     """The 256-byte fingerprint of a luma plane (2-D uint8, rows contiguous).
 
     ``native``: as for :class:`~vidproof.stamp.Stamper` (None: ``VIDPROOF_NATIVE``).
+    ``sums``: what :func:`copy_planes` returned when it copied ``y``, and
+    ``changed``: ``(top, rows)``, the plane rows written since (the stamp's box):
+    only the grid rows that these reach are read again. Without ``changed``, or
+    with numpy, the whole plane is read.
     """
     if y.ndim != 2 or y.dtype != np.uint8:
         raise ValueError(f"expected a 2-D uint8 luma plane, got {y.dtype} {y.shape}")
@@ -58,7 +105,10 @@ def fingerprint(y: np.ndarray, *, native: bool | None = None) -> bytes:
     step = sampling_step(h, w)
     if -(-h // step) < GRID or -(-w // step) < GRID:
         raise ValueError(f"a {w}x{h} plane is too small for a {GRID}x{GRID} fingerprint")
-    if mod is not None and y.strides[1] == 1 and y.strides[0] >= w:
+    if mod is not None and _rows_ok(y):
+        if sums is not None and changed is not None:
+            first, stop = grid_rows(h, w, *changed)
+            return bytes(mod.fingerprint(y, GRID, step, sums, first, stop))
         return bytes(mod.fingerprint(y, GRID, step))
     return fingerprint_numpy(y)
 

@@ -19,10 +19,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .._lazy import lazy_module
 from ..errors import Error, UsageError
-from .ntp import Measurement, Server, measure
+
+if TYPE_CHECKING:
+    from . import ntp
+    from .ntp import Measurement, Server
+else:  # every recorder imports this module; the NTP client only when --ntp is given
+    ntp = lazy_module("vidproof.timestamp.ntp")
+    Server = lazy_module("vidproof.timestamp.ntp", "Server")
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +121,7 @@ class ClockWatch:
         s = self.settings
         if not s.servers:
             return
-        m = measure(s.servers, self.clock, s.timeout_s)
+        m = ntp.measure(s.servers, self.clock, s.timeout_s)
         status = status_of(m, s.max_offset_ns)
         if status != "synchronized":
             if not s.allow_unsynced:
@@ -137,7 +144,7 @@ class ClockWatch:
 
     def _run(self) -> None:
         while not self._stop.wait(self.settings.interval_s):
-            m = measure(self.settings.servers, self.clock, self.settings.timeout_s)
+            m = ntp.measure(self.settings.servers, self.clock, self.settings.timeout_s)
             with self._lock:
                 self._pending.append(m)
 

@@ -23,16 +23,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from .._lazy import lazy_module
 from ..errors import KeyFormatError
 
 if TYPE_CHECKING:
     from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
     from cryptography.x509.oid import NameOID
 else:  # imported when a certificate is met (vidproof/_lazy.py)
     x509 = lazy_module("cryptography.x509")
+    Encoding = lazy_module("cryptography.hazmat.primitives.serialization", "Encoding")
     NameOID = lazy_module("cryptography.x509.oid", "NameOID")
 from .crl import Revocation, dt_ns, iso, revocations_by
 from .keytypes import PublicKey, is_supported, key_id

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .crl import dt_ns, iso
 from .keytypes import ED25519
 
 ALG_HELP = "key algorithm: ed25519 (default) or p256 (ECDSA P-256, for hardware tokens)"
@@ -34,6 +33,8 @@ def _time(text: str) -> int:
                                          "2026-11-26T14:00:00Z") from None
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add Z or +01:00")
+    from .crl import dt_ns  # here: datetime and the CRL code are not every command's
+
     return dt_ns(value)
 
 
@@ -132,6 +133,7 @@ def _open_ca(args: argparse.Namespace) -> Any:
 def ca_command(args: argparse.Namespace) -> int:
     from ..keys import passphrase_from
     from .ca import CA_PASSPHRASE_ENV, init_ca, make_crl, revoke
+    from .crl import iso
 
     now = time.time_ns()
     if args.ca_command == "init":

@@ -13,18 +13,27 @@ Key id = SHA-256 (hex) of the raw public key: the 32 bytes of an Ed25519 key, th
 
 from __future__ import annotations
 
+import binascii
 import hashlib
+import re
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
 
+from .._lazy import lazy_module
 from ..errors import KeyFormatError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives import serialization
+else:  # about as long to import as the rest of cryptography: only for other key forms
+    serialization = lazy_module("cryptography.hazmat.primitives.serialization")
 
 ED25519 = "Ed25519"
 ECDSA_P256 = "ECDSA-P256-SHA256"
@@ -57,7 +66,7 @@ def is_supported(public: object) -> bool:
 
 def raw_public(public: PublicKey) -> bytes:
     if isinstance(public, Ed25519PublicKey):
-        return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return public.public_bytes_raw()  # = public_bytes(Encoding.Raw, PublicFormat.Raw)
     return public.public_bytes(serialization.Encoding.X962,
                                serialization.PublicFormat.UncompressedPoint)
 
@@ -72,9 +81,43 @@ def public_pem(public: PublicKey) -> str:
     ).decode("ascii")
 
 
+# The keys 'vidproof keygen' writes, read without the serialization module (a start-up
+# cost of every record and verify run): a file that is exactly one PEM block of an
+# Ed25519 key (RFC 8410: a fixed DER prefix, then the 32 key bytes). Anything else is
+# read by cryptography's PEM loader, as before.
+_PEM = re.compile(rb"-----BEGIN (PUBLIC|PRIVATE) KEY-----\r?\n([A-Za-z0-9+/=\r\n]{1,200})"
+                  rb"-----END \1 KEY-----\s*")
+_ED25519_DER_PREFIX = {b"PUBLIC": bytes.fromhex("302a300506032b6570032100"),
+                       b"PRIVATE": bytes.fromhex("302e020100300506032b657004220420")}
+
+
+def _ed25519_der(data: bytes, kind: bytes) -> bytes | None:
+    """The 32 key bytes of an Ed25519 PEM file of ``kind`` (b"PUBLIC" or b"PRIVATE")."""
+    m = _PEM.fullmatch(data)
+    if m is None or m.group(1) != kind:
+        return None
+    try:
+        der = binascii.a2b_base64(m.group(2).replace(b"\r", b"").replace(b"\n", b""),
+                                  strict_mode=True)
+    except binascii.Error:
+        return None
+    prefix = _ED25519_DER_PREFIX[kind]
+    return der[len(prefix):] if len(der) == len(prefix) + 32 and der.startswith(prefix) else None
+
+
+def ed25519_private_from_pem(data: bytes) -> Ed25519PrivateKey | None:
+    """An unencrypted PKCS#8 Ed25519 private key PEM file, as 'vidproof keygen' writes it;
+    None for anything else (read it with cryptography's loader)."""
+    raw = _ed25519_der(data, b"PRIVATE")
+    return None if raw is None else Ed25519PrivateKey.from_private_bytes(raw)
+
+
 def load_public_pem(text: str | bytes) -> PublicKey:
     """A PEM SubjectPublicKeyInfo of a supported key (KeyFormatError otherwise)."""
     data = text.encode("ascii", "replace") if isinstance(text, str) else text
+    raw = _ed25519_der(data, b"PUBLIC")
+    if raw is not None:
+        return Ed25519PublicKey.from_public_bytes(raw)
     try:
         public = serialization.load_pem_public_key(data)
     except (ValueError, TypeError) as exc:

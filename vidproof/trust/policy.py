@@ -179,6 +179,14 @@ class BareKeyPolicy(TrustPolicy):
         return out
 
 
+class TrustedKey(BareKeyPolicy):
+    """A public key the verifier was told to trust (a bare-key trust policy). Also
+    ``vidproof.keys.TrustedKey``, where it is imported on first use."""
+
+    def verify(self, signature: bytes, data: bytes) -> bool:
+        return verify_signature(self.public, self.material.alg, signature, data)
+
+
 @dataclass
 class _PathCache:
     paths: dict[tuple[str, tuple[bytes, ...]], CertPath | str] = field(default_factory=dict)
@@ -299,4 +307,4 @@ def load_policy(path: Path, crl_paths: Sequence[Path] = ()) -> TrustPolicy:
 
 
 __all__ = ["ALGORITHMS", "BareKeyPolicy", "CAPolicy", "KeyJudgement", "KeyMaterial",
-           "TrustPolicy", "load_policy", "material_from_json"]
+           "TrustPolicy", "TrustedKey", "load_policy", "material_from_json"]

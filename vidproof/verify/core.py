@@ -5,11 +5,13 @@ No I/O, no clock. The numbered steps match docs/FORMAT.md section "Verification"
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 
@@ -191,6 +193,123 @@ class _Findings:
         self.items.append(Finding(kind, severity, message, first,
                                   first if last is None else last, first_utc,
                                   first_utc if last_utc is None else last_utc, self.camera))
+
+
+def _utc_text(ns: int) -> str:
+    try:
+        return datetime.fromtimestamp(ns // 10**9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (ValueError, OverflowError, OSError):
+        return f"{ns} ns after 1970-01-01 UTC"
+
+
+@dataclass(frozen=True)
+class _Purge:
+    seq: int  # the event's
+    utc_ns: int
+    first: int  # the frames it names: first..last, all before the event
+    last: int
+    segment: str
+    days: str
+
+
+def _retention(fx: _Findings, events: Sequence[dict[str, Any]],
+               frames: Sequence[FrameRecord], observed: Sequence[ObservedFrame] | None,
+               signed_upto: int) -> Sequence[FrameRecord]:
+    """Retention (docs/FORMAT.md section 15): the frames that a signed ``retention_purge``
+    event names (``first_seq..last_seq``, before the event in the chain) were destroyed
+    on purpose. One information finding per run of purges; such frames absent from the
+    media are not missing, and those still there are noted (and checked like the rest).
+    Returns the frames step 5 expects in the media."""
+    purges: list[_Purge] = []
+    for ev in events:
+        d = ev["detail"]
+        if ev["event"] != "retention_purge" or ev["seq"] > signed_upto:
+            continue  # an unsigned event explains nothing
+        a, b = d.get("first_seq"), d.get("last_seq")
+        if type(a) is not int or type(b) is not int or a > min(b, ev["seq"] - 1):
+            continue  # names no frame (a segment of never-signed frames)
+        purges.append(_Purge(ev["seq"], ev["utc_ns"], a, min(b, ev["seq"] - 1),
+                             str(d.get("segment", "?")), str(d.get("retention_days", "?"))))
+    if not purges:
+        return frames
+    purges.sort(key=lambda p: (p.first, p.seq))
+    starts: list[int] = []
+    ends: list[int] = []
+    for p in purges:  # merged ranges, for the lookup
+        if starts and p.first <= ends[-1] + 1:
+            ends[-1] = max(ends[-1], p.last)
+        else:
+            starts.append(p.first)
+            ends.append(p.last)
+    in_range: list[FrameRecord] = []
+    kept: list[FrameRecord] = []
+    for f in frames:
+        k = bisect.bisect_right(starts, f.seq) - 1
+        (in_range if k >= 0 and f.seq <= ends[k] else kept).append(f)
+    # A destroyed frame is still there when the media holds its picture more often than
+    # the kept records do (a picture may repeat, e.g. in another run of a test camera).
+    wanted = {f.digest for f in in_range}
+    spare = Counter(o.digest for o in observed or () if o.digest in wanted)
+    spare.subtract(f.digest for f in kept if f.digest in wanted)
+    gone: set[int] = set()  # id() of the records whose frame is not expected
+    present: list[int] = []
+    for f in in_range:
+        if spare[f.digest] > 0:
+            spare[f.digest] -= 1
+            present.append(f.seq)
+        else:
+            gone.add(id(f))
+    expected = [f for f in frames if id(f) not in gone]
+    kept_seqs = sorted(f.seq for f in kept)
+    # Purges with no kept frame between them make one finding (a month of segments).
+    groups: list[list[_Purge]] = []
+    hi = -1  # the last seq the group so far names
+    for p in purges:
+        if groups:
+            nxt = bisect.bisect_right(kept_seqs, hi)
+            if nxt == len(kept_seqs) or kept_seqs[nxt] > p.first:
+                groups[-1].append(p)
+                hi = max(hi, p.last)
+                continue
+        groups.append([p])
+        hi = p.last
+    in_range.sort(key=lambda f: f.seq)
+    range_seqs = [f.seq for f in in_range]
+
+    def between(lo: int, hi: int) -> list[FrameRecord]:
+        return in_range[bisect.bisect_left(range_seqs, lo):bisect.bisect_right(range_seqs, hi)]
+
+    for g in groups:
+        lo, hi = g[0].first, max(p.last for p in g)
+        recs = between(lo, hi)
+        if not recs:
+            continue  # it names frames outside this evidence (before an exported clip)
+        f_utc = min((f.utc_ns for f in recs), default=None)
+        l_utc = max((f.utc_ns for f in recs), default=None)
+        span = "" if f_utc is None or l_utc is None else (
+            f", footage from {_utc_text(f_utc)} to {_utc_text(l_utc)}")
+        days = "/".join(sorted({p.days for p in g}))
+        if len(g) == 1:
+            p = g[0]
+            message = (f"frames seq {lo}..{hi} ({len(recs)} frames, segment {p.segment}{span}) "
+                       f"were destroyed on {_utc_text(p.utc_ns)} after {days} days of "
+                       f"retention, as the signed event at seq {p.seq} records")
+        else:
+            when = sorted(p.utc_ns for p in g)
+            segs = sorted(p.segment for p in g)
+            message = (f"frames seq {lo}..{hi} ({len(recs)} frames in {len(g)} segments, "
+                       f"{segs[0]} to {segs[-1]}{span}) were destroyed from "
+                       f"{_utc_text(when[0])} to {_utc_text(when[-1])} after {days} days of "
+                       f"retention, as {len(g)} signed retention_purge events record (seq "
+                       f"{min(p.seq for p in g)} to {max(p.seq for p in g)})")
+        fx.add("retention_purge", INFO, message, lo, hi, f_utc, l_utc)
+    for a, b in _ranges(sorted(set(present))):
+        fx.add("purged_frames_present", INFO,
+               f"frames seq {a}..{b} are still in the media although a signed "
+               "retention_purge event records their destruction (the deletion failed or was "
+               "interrupted, or the files were put back); they are checked like the others",
+               a, b, between(a, a)[0].utc_ns, between(b, b)[0].utc_ns)
+    return expected
 
 
 def _ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
@@ -520,7 +639,11 @@ def inspect_camera(
     if observed is not None:
         rep.media_checked = True
         rep.observed_frames = len(observed)
-        _check_media(fx, frames, observed, media_problems, signed_upto, interrupted)
+        # Frames destroyed by a signed retention purge are not expected in the media.
+        expected = _retention(fx, rep.events, frames, observed, signed_upto)
+        _check_media(fx, expected, observed, media_problems, signed_upto, interrupted)
+    else:
+        _retention(fx, rep.events, frames, None, signed_upto)
     _step6(rep, fx, camera, stamps, checkpoints, anchor, frames, records, tsa_anchors,
            timestamp_checkpoints)
     fx.flush()

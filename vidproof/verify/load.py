@@ -13,7 +13,7 @@ from pathlib import Path
 
 import av
 
-from ..canonical import CanonicalError, canonical_bytes
+from ..canonical import CanonicalError, canonical_bytes, parse_frame_line
 from ..digest import SUPPORTED_CODECS, BitstreamError, FrameHasher
 from ..errors import CouldNotVerify, EvidenceError, UsageError
 from ..model import check_camera_id
@@ -65,6 +65,11 @@ def read_evidence(path: Path) -> list[ParsedLine]:
                 continue
             if not raw.endswith(b"\n"):
                 lines.append(ParsedLine(n, None, "last line is cut short (no newline)", torn=True))
+                continue
+            value = parse_frame_line(raw)
+            if value is not None:  # a frame entry, canonical by its very shape
+                lines.append(ParsedLine(n, value, None,
+                                        digest=hashlib.sha256(memoryview(raw)[:-1]).hexdigest()))
                 continue
             try:
                 value = json.loads(raw)
@@ -180,6 +185,10 @@ def inspect_path(path: Path, trust: TrustPolicy, camera: str | None = None,
     """Verify a store directory; returns the report (never raises on bad evidence)."""
     if not path.exists():
         raise UsageError(f"{path} does not exist; expected a store directory or a bundle")
+    if path.is_dir() and not (path / "evidence.json").is_file():
+        # A store (an unpacked bundle has bundle.EVIDENCE_JSON): the bundle module, and the
+        # zip and temporary-file modules it imports, are not needed.
+        return inspect_store(path, trust, camera, media, tsa_anchors=tsa_anchors)
     from .bundle import inspect_bundle, is_bundle
 
     if is_bundle(path):

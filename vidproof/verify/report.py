@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from datetime import UTC, datetime
 from typing import Any
 
@@ -155,6 +154,8 @@ def time_lines(c: CameraReport) -> list[str]:
 
 
 def report_html(report: Report) -> str:
+    import html  # here: ``--json`` and text reports need not import it
+
     e = html.escape
     time_items = "".join(f"<li>{e(c.camera)}: {e(line)}</li>" for c in report.cameras
                          for line in time_lines(c))

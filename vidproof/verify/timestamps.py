@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from .._lazy import lazy_module
 from ..canonical import CanonicalError, canonical_bytes, sha256_hex
@@ -36,11 +35,13 @@ from ..model import Checkpoint, ContextRecord, EventRecord, RecordError, entry_f
 if TYPE_CHECKING:
     from asn1crypto import cms, core, tsp
     from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
     from cryptography.x509.oid import ExtendedKeyUsageOID
 else:  # imported when a token or certificate is met (vidproof/_lazy.py)
     cms, core, tsp = (lazy_module(f"asn1crypto.{m}") for m in ("cms", "core", "tsp"))
     x509 = lazy_module("cryptography.x509")
     ExtendedKeyUsageOID = lazy_module("cryptography.x509.oid", "ExtendedKeyUsageOID")
+    Encoding = lazy_module("cryptography.hazmat.primitives.serialization", "Encoding")
 
 MAX_TOKEN_BYTES = 64 * 1024
 MAX_CERTS = 16  # certificates in one token
@@ -52,7 +53,6 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha224": hashes.SHA224, "sha256": hashes.SHA256, "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
 }
-_DER = Encoding.DER
 # Compared as dotted OIDs: asn1crypto names id-ct-TSTInfo "tst_info" only once its tsp
 # module is imported, which the lazy imports above may not have done yet.
 _ID_SIGNED_DATA = "1.2.840.113549.1.7.2"
@@ -109,7 +109,7 @@ def parse_anchors_pem(data: bytes) -> list[bytes]:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError as exc:
         raise TokenError(f"not a PEM certificate ({exc})") from None
-    return [c.public_bytes(_DER) for c in certs]
+    return [c.public_bytes(Encoding.DER) for c in certs]
 
 
 
@@ -198,10 +198,10 @@ def _chain_to_anchor(cert: x509.Certificate, pool: Sequence[x509.Certificate],
                      anchors: Sequence[x509.Certificate], t_ns: int) -> bool:
     """True when ``cert`` is an anchor or is issued, through at most MAX_CHAIN
     certificates of ``pool``, by one; each valid at ``t_ns`` (the token's genTime)."""
-    anchor_der = {a.public_bytes(_DER) for a in anchors}
+    anchor_der = {a.public_bytes(Encoding.DER) for a in anchors}
     current = cert
     for _ in range(MAX_CHAIN):
-        if current.public_bytes(_DER) in anchor_der:
+        if current.public_bytes(Encoding.DER) in anchor_der:
             return True
         issuer = None
         for cand in [*anchors, *pool]:
@@ -211,7 +211,7 @@ def _chain_to_anchor(cert: x509.Certificate, pool: Sequence[x509.Certificate],
                 current.verify_directly_issued_by(cand)
             except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
                 continue
-            if cand.public_bytes(_DER) not in anchor_der:
+            if cand.public_bytes(Encoding.DER) not in anchor_der:
                 try:
                     bc = cand.extensions.get_extension_for_class(x509.BasicConstraints).value
                 except x509.ExtensionNotFound:
@@ -223,7 +223,7 @@ def _chain_to_anchor(cert: x509.Certificate, pool: Sequence[x509.Certificate],
         if issuer is None:
             return False
         current = issuer
-    return current.public_bytes(_DER) in anchor_der
+    return current.public_bytes(Encoding.DER) in anchor_der
 
 
 def inspect_token(token: bytes, anchors: Sequence[bytes] = (), *,
@@ -283,7 +283,7 @@ def inspect_token(token: bytes, anchors: Sequence[bytes] = (), *,
         except ValueError:
             raise TokenError("a TSA trust anchor is not a DER certificate") from None
     cert = _signer_cert(signer, [*certs, *anchor_certs])
-    cert_der = cert.public_bytes(_DER)
+    cert_der = cert.public_bytes(Encoding.DER)
     # T4: the signed attributes: content type, message digest, signing certificate.
     if signer["signed_attrs"].native is None:
         raise TokenError("the token has no signed attributes (RFC 3161 requires them)")
