@@ -25,14 +25,25 @@ from .model import FORMAT, GENESIS
 
 
 def _last_entry(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
+    """The last complete line, read backwards from the end (the journal only grows)."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except FileNotFoundError:
         return None
-    last = None
-    with open(path, "rb") as f:
-        for raw in f:
-            if raw.endswith(b"\n"):
-                last = raw
-    return None if last is None else json.loads(last)
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        block, data = 4096, b""
+        while True:
+            start = max(0, end - block)
+            f.seek(start)
+            data = f.read(end - start)
+            cut = data.rstrip(b"\n") if data.endswith(b"\n") else data[:data.rfind(b"\n") + 1]
+            cut = cut.rstrip(b"\n")
+            nl = cut.rfind(b"\n")
+            if nl >= 0 or start == 0:
+                line = cut[nl + 1:]
+                return json.loads(line) if line else None
+            block *= 4
 
 
 class Journal:

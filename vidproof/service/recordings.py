@@ -52,6 +52,14 @@ class RecordingIndex:
                     if b'"type":"event"' in raw and any(b in raw for b in _BREAKS):
                         r.broken = True
                         continue
+                    if b'"event":"retention_purge"' in raw and b'"type":"event"' in raw:
+                        try:
+                            detail = json.loads(raw)["detail"]
+                            a, b = int(detail["first_utc_ns"]), int(detail["last_utc_ns"])
+                        except (ValueError, KeyError, TypeError):
+                            continue
+                        r.runs = _cut(r.runs, a, b)
+                        continue
                     if b'"type":"frame"' not in raw:
                         continue
                     try:
@@ -69,3 +77,18 @@ class RecordingIndex:
     def last_frame_ns(self, camera: str) -> int | None:
         runs = self.runs(camera)
         return runs[-1][1] if runs else None
+
+
+def _cut(runs: list[list[int]], a: int, b: int) -> list[list[int]]:
+    """Remove the destroyed footage [a, b] from the ranges (frame counts pro rata)."""
+    out: list[list[int]] = []
+    for start, end, n in runs:
+        if end < a or start > b:
+            out.append([start, end, n])
+            continue
+        span = max(end - start, 1)
+        if start < a:
+            out.append([start, a - 1, max(1, n * (a - start) // span)])
+        if end > b:
+            out.append([b + 1, end, max(1, n * (end - b) // span)])
+    return out
