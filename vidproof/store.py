@@ -13,17 +13,19 @@ before the checkpoint is written. A segment cut short by a crash stays readable.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import av
 
 from .canonical import CanonicalError, canonical_bytes, entry_hash, sha256_hex
+from .errors import UsageError
 from .model import GENESIS, Checkpoint, RecordError, check_camera_id, entry_from_json
 
 EVIDENCE = "evidence.jsonl"
@@ -66,6 +68,20 @@ def recorder_key_path(store: Path) -> Path | None:
     except (OSError, ValueError, AttributeError):
         return None
     return Path(key) if isinstance(key, str) else None
+
+
+def lock_camera(cam_dir: Path) -> BinaryIO:
+    """Take the camera's recorder lock: one chain has one writer. The lock lasts as long
+    as the returned file stays open (and is released by the kernel if the process dies)."""
+    f = open(cam_dir / ".recorder.lock", "a+b")  # noqa: SIM115 - the caller keeps it open
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise UsageError(f"camera {cam_dir.name} is already being recorded into "
+                         f"{cam_dir.parent} by another process; one camera has one "
+                         "recorder") from None
+    return f
 
 
 def _fsync_dir(path: Path) -> None:

@@ -27,7 +27,14 @@ from ..errors import SourceError
 from ..keys import Signer
 from ..model import Location
 from ..retention import RetentionKeeper
-from ..store import EvidenceWriter, SegmentWriter, camera_dir, next_segment_path, recover
+from ..store import (
+    EvidenceWriter,
+    SegmentWriter,
+    camera_dir,
+    lock_camera,
+    next_segment_path,
+    recover,
+)
 from ..timestamp.clock import ClockSettings, ClockWatch
 from .profile import assess
 from .sources import CodedFrame, SourceLost, StreamInfo, open_source, redact
@@ -186,6 +193,7 @@ class Recorder:
                                  stop=self.stop)
         first = next(source, None)
         self.cam_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = lock_camera(self.cam_dir)  # held until this process exits
         state = recover(self.cam_dir)
         keeper = self.keeper = RetentionKeeper(s.store, s.camera_id, self.cam_dir,
                                                s.retention_days, self.clock)
