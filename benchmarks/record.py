@@ -13,6 +13,8 @@ Measured, each as its own process (wall time, and CPU time = user + system from
 * verify: ``vidproof verify STORE --json`` of that store, against the floor: bare
   PyAV demux + SHA-256 of every packet of the store's segments.
 
+The floors are ``benchmarks/floor.py``, a script that imports only what they need.
+
 Speed is media seconds per CPU-second (× real time per CPU-second); the ratio
 vidproof/floor is the ratio of the speeds (target: at least 0.75 for both).
 
@@ -38,7 +40,6 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 WIDTH, HEIGHT, FPS = 1920, 1080, 25
 GOP = 2 * FPS
@@ -48,44 +49,9 @@ LOCATION = "Benchmark bench;48.8566,2.3522"
 CONTENT = f"testsrc2=size={WIDTH}x{HEIGHT}:rate={FPS},noise=alls=12:allf=t"
 
 
-# --- The floors: run as child processes of this script (see ``main``). ---------------
+# --- The floors: benchmarks/floor.py, run as child processes. ------------------------
 
-def floor_record(src: str, dst: str) -> int:
-    """Bare PyAV demux + SHA-256 of every packet + remux of the same packets to MPEG-TS."""
-    import hashlib
-
-    import av
-
-    count = 0
-    with av.open(src) as inp, av.open(dst, "w", format="mpegts") as out:
-        ist = inp.streams.video[0]
-        ost = out.add_stream_from_template(ist)
-        for packet in inp.demux(ist):
-            if packet.size == 0:
-                continue
-            hashlib.sha256(packet).digest()
-            packet.stream = ost
-            out.mux(packet)
-            count += 1
-    return count
-
-
-def floor_verify(paths: list[str]) -> int:
-    """Bare PyAV demux + SHA-256 of every packet of each file."""
-    import hashlib
-
-    import av
-
-    count = 0
-    for path in paths:
-        with av.open(path) as inp:
-            stream = inp.streams.video[0]
-            for packet in inp.demux(stream):
-                if packet.size == 0:
-                    continue
-                hashlib.sha256(packet).digest()
-                count += 1
-    return count
+FLOOR = Path(__file__).resolve().with_name("floor.py")
 
 
 # --- The input file. --------------------------------------------------------------------
@@ -203,7 +169,7 @@ def vidproof_cmd(*args: str | Path, profile: Path | None = None) -> list[str]:
 
 
 def floor_cmd(*args: str | Path) -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), "--floor", *map(str, args)]
+    return [sys.executable, str(FLOOR), *map(str, args)]
 
 
 def record_args(src: Path, store: Path, key: Path) -> list[str | Path]:
@@ -214,6 +180,13 @@ def record_args(src: Path, store: Path, key: Path) -> list[str | Path]:
 def evidence_frames(store: Path) -> int:
     with open(store / "bench" / "evidence.jsonl", "rb") as f:
         return sum(1 for line in f if b'"type":"frame"' in line)
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 def best(samples: list[Sample]) -> Sample:
@@ -248,7 +221,7 @@ def benchmark(args: argparse.Namespace) -> int:
     frames, media_s, mbit = _probe(src)
     print(f"input: {src}\n  {WIDTH}x{HEIGHT} H.264, {FPS} fps, GOP {GOP}, {frames} frames, "
           f"{media_s:.1f} s, {mbit:.2f} Mbit/s; python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} CPUs", flush=True)
+          f"{os.cpu_count()} CPUs; load average {_load()}", flush=True)
     src.read_bytes()  # into the page cache, for every contender alike
     work = Path(tempfile.mkdtemp(prefix="vidproof-bench-", dir=args.workdir))
     try:
@@ -309,6 +282,8 @@ def benchmark(args: argparse.Namespace) -> int:
         ], args.repeat)
         print(f"vidproof {vidproof.__version__}, {len(segments)} segment(s) in the store\n")
         print(text)
+        print(f"load average at the end: {_load()} (other work on the machine adds noise: "
+              "compare runs made at the same time, use more --repeat when it is busy)")
     finally:
         if args.keep:
             print(f"kept {work}")
@@ -320,11 +295,6 @@ def benchmark(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--floor"]:  # a child process: one floor run, prints its packet count
-        kind, *paths = argv[1:]
-        count: Any = floor_record(*paths) if kind == "record" else floor_verify(paths)
-        print(count)
-        return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--seconds", type=int, default=60, help="input length (default 60)")
     p.add_argument("--repeat", type=int, default=5, help="runs of each, best kept (default 5)")

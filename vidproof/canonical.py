@@ -158,36 +158,45 @@ def _frame_bytes(value: dict[str, Any]) -> bytes | None:
 _INT = rb"(0|-?[1-9][0-9]*)"
 _INT_OR_NULL = rb"(null|0|-?[1-9][0-9]*)"
 _HEX = rb'"([0-9a-f]{64})"'
-_FRAME_LINE = re.compile(
+_FRAME_LINE_PATTERN = (
     rb'\{"cam_utc_ns":' + _INT_OR_NULL + rb',"camera":"([A-Za-z0-9._-]+)","ctx":' + _HEX
     + rb',"digest":' + _HEX + rb',"dts":' + _INT_OR_NULL
     + rb',(?:"fp":"([A-Za-z0-9+/=]*)",)?"key":(true|false),"params":' + _HEX + rb',"prev":'
     + _HEX + rb',"pts":' + _INT_OR_NULL + rb',"seq":' + _INT + rb',"tb":\[' + _INT + rb","
     + _INT + rb'\],"type":"(frame)","utc_ns":' + _INT + rb',"v":"([A-Za-z0-9/._-]+)"\}\n')
+_frame_line: re.Pattern[bytes] | None = None  # compiled on first use: only verifiers use it
 
 
 def parse_frame_line(line: bytes) -> dict[str, Any] | None:
     """The value of an evidence line that is a frame entry in canonical form (with its
     newline): what ``json.loads`` gives, for a line that ``canonical_bytes`` of that value
     (plus the newline) reproduces byte for byte. None for any other line."""
-    m = _FRAME_LINE.fullmatch(line)
+    global _frame_line
+    if _frame_line is None:
+        _frame_line = re.compile(_FRAME_LINE_PATTERN)
+    m = _frame_line.fullmatch(line)
     if m is None:
         return None
-    (cam, camera, ctx, digest, dts, fp, key, params, prev, pts, seq, num, den, kind, utc,
-     v) = m.groups()
-    ints = [None if x == b"null" else int(x) for x in (cam, dts, pts, seq, num, den, utc)]
-    for n in ints:
-        if n is not None and not MIN_INT <= n <= MAX_INT:
-            return None  # the general path refuses it, and says why
-    value: dict[str, Any] = {
-        "cam_utc_ns": ints[0], "camera": camera.decode("ascii"), "ctx": ctx.decode("ascii"),
-        "digest": digest.decode("ascii"), "dts": ints[1]}
-    if fp is not None:
-        value["fp"] = fp.decode("ascii")
-    value.update(key=key == b"true", params=params.decode("ascii"),
-                 prev=prev.decode("ascii"), pts=ints[2], seq=ints[3], tb=[ints[4], ints[5]],
-                 type=kind.decode("ascii"), utc_ns=ints[6], v=v.decode("ascii"))
-    return value
+    (cam_b, camera, ctx, digest, dts_b, fp, key, params, prev, pts_b, seq_b, num_b, den_b,
+     kind, utc_b, v) = m.groups()
+    cam = None if cam_b == b"null" else int(cam_b)
+    dts = None if dts_b == b"null" else int(dts_b)
+    pts = None if pts_b == b"null" else int(pts_b)
+    seq, num, den, utc = int(seq_b), int(num_b), int(den_b), int(utc_b)
+    lo, hi = MIN_INT, MAX_INT
+    if not (lo <= seq <= hi and lo <= num <= hi and lo <= den <= hi and lo <= utc <= hi
+            and (cam is None or lo <= cam <= hi) and (dts is None or lo <= dts <= hi)
+            and (pts is None or lo <= pts <= hi)):
+        return None  # the general path refuses it, and says why
+    if fp is None:
+        return {"cam_utc_ns": cam, "camera": camera.decode(), "ctx": ctx.decode(),
+                "digest": digest.decode(), "dts": dts, "key": key == b"true",
+                "params": params.decode(), "prev": prev.decode(), "pts": pts, "seq": seq,
+                "tb": [num, den], "type": kind.decode(), "utc_ns": utc, "v": v.decode()}
+    return {"cam_utc_ns": cam, "camera": camera.decode(), "ctx": ctx.decode(),
+            "digest": digest.decode(), "dts": dts, "fp": fp.decode(), "key": key == b"true",
+            "params": params.decode(), "prev": prev.decode(), "pts": pts, "seq": seq,
+            "tb": [num, den], "type": kind.decode(), "utc_ns": utc, "v": v.decode()}
 
 
 def canonical_bytes(value: Any) -> bytes:

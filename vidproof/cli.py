@@ -8,6 +8,7 @@ checked. Other commands exit 0 on success and 2 on any error.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import logging
@@ -27,6 +28,29 @@ EXIT_OK, EXIT_NOT_AUTHENTIC, EXIT_ERROR = 0, 1, 2
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see --help)")
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse makes a formatter for every argument added (to check it); each one asks
+        # shutil for the terminal's width, which imports shutil and the compression modules
+        # it imports at every start-up. The width, found as shutil finds it, is given here.
+        formatter: Any = self.formatter_class  # (typeshed's protocol for it has no width)
+        return formatter(prog=self.prog, width=_help_width())  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _help_width() -> int:
+    """``shutil.get_terminal_size().columns - 2``, as argparse's help formatter takes it."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        stdout = sys.__stdout__
+        try:
+            columns = 0 if stdout is None else os.get_terminal_size(stdout.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns or 80) - 2
 
 
 class _Unused:
@@ -501,6 +525,11 @@ def main(argv: list[str] | None = None) -> int:
         if command not in ("verify", "record"):
             _resume_gc()
         return COMMANDS[command](args)
+    except BrokenPipeError:
+        # The reader of our output went away (e.g. `vidproof verify --json | head`).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
     except (Error, OSError) as exc:
         # OSError: a file or directory the library did not expect to fail (a store path
         # that is a file, a full disk): one line and exit 2 as well, never a traceback.
@@ -511,11 +540,6 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"verdict": "error", "error": message, "camera_ids": [],
                               "frames": 0, "first_utc": None, "last_utc": None,
                               "findings": []}))
-        return EXIT_ERROR
-    except BrokenPipeError:
-        # The reader of our output went away (e.g. `vidproof verify --json | head`).
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("vidproof: interrupted", file=sys.stderr)

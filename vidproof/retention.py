@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -412,6 +411,8 @@ def add_hold(store: Path, camera: str, from_utc_ns: int, to_utc_ns: int, *, kind
         raise UsageError("a hold's end (--to) must not be before its start (--from)")
     if not reason.strip():
         raise UsageError("a hold needs a reason (--reason)")
+    import secrets  # here: every recorder imports this module, few add holds
+
     with _holds_locked(store):
         holds = load_holds(store)
         hold = Hold(secrets.token_hex(6), camera, from_utc_ns, to_utc_ns, kind, reason,

@@ -7,7 +7,6 @@ releasing one is written to the operations journal, signed by the recorder's key
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import time
 from pathlib import Path
@@ -95,6 +94,8 @@ def hold_command(args: argparse.Namespace) -> int:
         return 0
     if not args.store.is_dir():
         raise UsageError(f"--store {args.store} is not a directory")
+    import getpass  # here: every command's parser is built from this module
+
     by = args.by or getpass.getuser()
     now = time.time_ns()
     if args.hold_command == "add":

@@ -151,8 +151,9 @@ class SegmentWriter:
         self._flush_each = flush_each
         _fsync_dir(path.parent)
 
-    def write(self, data: bytes, pts: int | None, dts: int | None, time_base: Fraction,
-              keyframe: bool, *, flush: bool = False, packet: Any = None) -> None:
+    def write(self, data: bytes | memoryview, pts: int | None, dts: int | None,
+              time_base: Fraction, keyframe: bool, *, flush: bool = False,
+              packet: Any = None) -> None:
         """Mux one access unit. ``packet``: the demuxed packet that holds ``data`` and
         these timestamps, time base and keyframe flag, muxed as it is rather than copied
         into a new one. ``flush``: FFmpeg's I/O buffer is flushed to the file after this
@@ -170,7 +171,7 @@ class SegmentWriter:
         if dts is not None:
             self._last_dts = dts
         if packet is None:
-            packet = av.Packet(data)
+            packet = av.Packet(bytes(data))  # (no copy of bytes)
             packet.pts, packet.dts, packet.time_base = pts, dts, time_base
             packet.is_keyframe = keyframe
         packet.stream = self._stream

@@ -452,7 +452,9 @@ print(sorted(m for m in sys.modules if m.startswith(lazy)))
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=True)
-    assert proc.stdout.strip() == "[]", proc.stdout
+    assert proc.stdout.strip() == "[]", (
+        f"imported at every start-up of record/verify: {proc.stdout.strip()}; import them "
+        "where they are used (vidproof/_lazy.py), see benchmarks/README.md")
 
 
 # --- The benchmark script runs (a short input, one run each). ---------------------------

@@ -42,15 +42,15 @@ class StreamInfo:
 
 @dataclass(frozen=True)
 class CodedFrame:
-    data: bytes
+    data: bytes | memoryview  # the access unit; a memoryview of ``packet`` (no copy)
     pts: int | None
     dts: int | None
     time_base: Fraction
     keyframe: bool
     utc_ns: int
     cam_utc_ns: int | None = None
-    # The PyAV packet that ``data`` was copied from, when the recorder may mux it as it
-    # is (no second copy of the picture data); None: it muxes a new packet of ``data``.
+    # The PyAV packet that holds ``data``, when the recorder may mux it as it is (no copy
+    # of the picture data); None: it muxes a new packet of ``data``.
     packet: Any = field(default=None, compare=False, repr=False, kw_only=True)
 
 
@@ -205,19 +205,20 @@ def media_file(path: str, *, fast: bool, duration: float | None,
         yield _stream_info(stream, Path(path).name, "media")
         pacer = Pacer(fast, clock)
         tb = _time_base(stream, path)
+        num, den = tb.numerator, tb.denominator
         try:
             for packet in container.demux(stream):
                 if packet.size == 0:
                     continue
-                ts = packet.pts if packet.pts is not None else packet.dts
+                pts, dts = packet.pts, packet.dts
+                ts = pts if pts is not None else dts
                 # ts * num / den: int true division, rounded like float(ts * tb), without
                 # a Fraction per packet
-                utc, offset = pacer.utc_ns(None if ts is None
-                                           else ts * tb.numerator / tb.denominator)
+                utc, offset = pacer.utc_ns(None if ts is None else ts * num / den)
                 if duration is not None and offset >= duration:
                     break
-                yield CodedFrame(bytes(packet), packet.pts, packet.dts, tb,
-                                 packet.is_keyframe, utc, packet=packet)
+                yield CodedFrame(memoryview(packet), pts, dts, tb, packet.is_keyframe, utc,
+                                 packet=packet)
         except av.FFmpegError as exc:
             raise SourceError(f"{path}: cannot read media ({exc})") from None
     finally:

@@ -111,7 +111,7 @@ def read_media(paths: Sequence[Path]) -> tuple[list[ObservedFrame], list[MediaPr
             try:
                 hasher = FrameHasher(cc.name, bytes(cc.extradata) if cc.extradata else None)
                 # Demuxed packets carry their stream's time base: one Fraction, not one each.
-                time_base = stream.time_base
+                time_base = stream.time_base or None  # (tested once, not per packet)
                 for packet in container.demux(stream):
                     if packet.size == 0:
                         continue
@@ -125,7 +125,8 @@ def read_media(paths: Sequence[Path]) -> tuple[list[ObservedFrame], list[MediaPr
                         digest = "malformed:" + sha256_hex(bytes(data))
                         params = hasher.params_digest
                     observed.append(ObservedFrame(name, count, digest, params, packet.pts,
-                                                  time_base or packet.time_base,
+                                                  packet.time_base if time_base is None
+                                                  else time_base,
                                                   packet.is_keyframe))
                     count += 1
             except (av.FFmpegError, BitstreamError) as exc:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from .._lazy import lazy_module
 from ..canonical import CanonicalError, canonical_bytes, sha256_hex
@@ -35,11 +35,14 @@ from ..model import Checkpoint, ContextRecord, EventRecord, RecordError, entry_f
 if TYPE_CHECKING:
     from asn1crypto import cms, core, tsp
     from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ed448, padding, rsa
     from cryptography.hazmat.primitives.serialization import Encoding
     from cryptography.x509.oid import ExtendedKeyUsageOID
 else:  # imported when a token or certificate is met (vidproof/_lazy.py)
     cms, core, tsp = (lazy_module(f"asn1crypto.{m}") for m in ("cms", "core", "tsp"))
     x509 = lazy_module("cryptography.x509")
+    ed448, padding, rsa = (lazy_module(f"cryptography.hazmat.primitives.asymmetric.{m}")
+                           for m in ("ed448", "padding", "rsa"))
     ExtendedKeyUsageOID = lazy_module("cryptography.x509.oid", "ExtendedKeyUsageOID")
     Encoding = lazy_module("cryptography.hazmat.primitives.serialization", "Encoding")
 
