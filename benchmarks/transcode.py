@@ -12,14 +12,21 @@ the two alternating so that they share the machine's conditions:
   (:class:`vidproof.encode.Encoder`: libx264, preset, CRF, GOP, one encoder thread)
   -> packets; nothing else;
 * vidproof: the real recorder (:class:`vidproof.capture.worker.Recorder`, transcode
-  mode) on the same file: decode -> frame made writable (copied when the decoder
-  still references it) -> stamp on the YUV 4:2:0 planes -> fingerprint -> duplicate
+  mode) on the same file: decode -> a frame of its own (``Owner``: handed over when
+  the decoder has let go of it, so ``make_writable`` copies nothing in a
+  camera-like stream) -> stamp on the YUV 4:2:0 planes -> fingerprint -> duplicate
   check -> the same encoder -> frame digest, chain entry, MPEG-TS segment, signed
   checkpoints (with their fsyncs) into a fresh store.
 
+Both decode alike (``vidproof.capture.raw.single_threaded``: one decoder thread, as
+transcode mode runs it) and encode alike (the same ``Encoder`` and settings, one
+thread); only vidproof's own work differs.
+
 Printed per size: frames per CPU-second of both, their ratio (target: at least
 0.95), the cost vidproof adds per frame, and, at 704x576, how many 12-fps cameras one
-core sustains (vidproof's frames per CPU-second / 12).
+core sustains (vidproof's frames per CPU-second / 12); then the machine's load
+averages before and after (CPU time also grows when other processes share the caches
+and memory: compare runs made at a low load).
 
     .venv/bin/python benchmarks/transcode.py [--seconds 8] [--repeat 5] [--preset veryfast]
                                              [--cache DIR] [--strict]
@@ -137,11 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     settings = EncoderSettings(preset=args.preset, threads=1)
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="vidproof-bench-") as tmp:
         work = Path(tmp)
         key, _ = generate(work / "keys")
         print(f"transcode mode vs bare decode -> encode: libx264 preset {args.preset}, "
-              f"CRF {settings.effective_crf}, GOP 1 s, 1 encoder thread; {args.seconds}-s "
+              f"CRF {settings.effective_crf}, GOP 1 s, 1 decoder and 1 encoder thread; "
+              f"{args.seconds}-s "
               f"inputs at {FPS} fps; best of {args.repeat}; CPU time of all threads; native "
               f"kernels {'built' if native_built() else 'NOT built (numpy)'}")
         header = (f"{'size':>10} {'frames':>6} {'floor fps':>10} {'vidproof fps':>13} "
@@ -178,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"target: ratio >= {TARGET} at both sizes: {'met' if ok else 'NOT met'}")
         print(f"one core sustains {cameras:.1f} cameras of 704x576 at {CAMERA_FPS} fps in "
               f"transcode mode (decode, stamp, encode at preset {args.preset}, sign)")
+        load = " / ".join(f"{a:.2f}, {b:.2f}, {c:.2f}" for a, b, c in
+                          (load_before, os.getloadavg()))
+        print(f"load average (1, 5, 15 min) before / after: {load} on {os.cpu_count()} CPUs")
     return 1 if args.strict and not ok else 0
 
 

@@ -13,10 +13,12 @@
  *       grid*grid block means of the luma plane sampled every `step` pixels.
  *       With `sums` (what copy() returned for this plane before grid rows first ..
  *       stop-1 were changed), only those grid rows are read again.
- *   copy(src_y, src_u, src_v, dst_y, dst_u, dst_v, grid, step) -> bytes
- *       Copies three planes (same shapes) and returns the fingerprint's per-cell
- *       sums of the luma copied (grid*grid uint64, native byte order): the sampled
- *       rows are added up as they are copied, not read a second time.
+ *   copy(src_y, src_u, src_v, strides, dst_y, dst_u, dst_v, grid, step) -> bytes
+ *       Copies three planes into dst_* (writable 2-D uint8, rows contiguous; their
+ *       shapes are the pictures'): src_* are contiguous buffers (PyAV planes) whose
+ *       rows are strides[i] bytes apart. Returns the fingerprint's per-cell sums of
+ *       the luma copied (grid*grid uint64, native byte order): the sampled rows are
+ *       added up as they are copied, not read a second time.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -319,27 +321,35 @@ copy_rows(uint8_t *d, Py_ssize_t ds, const uint8_t *s, Py_ssize_t ss, Py_ssize_t
 static PyObject *
 vp_copy(PyObject *self, PyObject *args)
 {
-    PyObject *objs[6];
-    Py_ssize_t grid, step;
-    if (!PyArg_ParseTuple(args, "OOOOOOnn:copy", &objs[0], &objs[1], &objs[2], &objs[3],
-                          &objs[4], &objs[5], &grid, &step))
+    PyObject *src[3], *dst[3], *ostrides;
+    Py_ssize_t grid, step, strides[3];
+    if (!PyArg_ParseTuple(args, "OOOOOOOnn:copy", &src[0], &src[1], &src[2], &ostrides,
+                          &dst[0], &dst[1], &dst[2], &grid, &step))
         return NULL;
-    static const char *names[6] = {"src_y", "src_u", "src_v", "dst_y", "dst_u", "dst_v"};
-    Py_buffer b[6];
-    int got = 0;
+    if (!PyArg_ParseTuple(ostrides, "nnn:copy strides", &strides[0], &strides[1],
+                          &strides[2]))
+        return NULL;
+    static const char *names[3] = {"y", "u", "v"};
+    Py_buffer sb[3], db[3];
+    int got_s = 0, got_d = 0;
     PyObject *result = NULL;
     uint16_t *acc = NULL;
-    for (; got < 6; got++)
-        if (get_plane(objs[got], &b[got], got >= 3, names[got]) < 0)
+    for (; got_d < 3; got_d++)
+        if (get_plane(dst[got_d], &db[got_d], 1, names[got_d]) < 0)
             goto done;
-    for (int i = 0; i < 3; i++)
-        if (b[i].shape[0] != b[i + 3].shape[0] || b[i].shape[1] != b[i + 3].shape[1]) {
-            PyErr_Format(PyExc_ValueError, "copy: %s and %s differ in size", names[i],
-                         names[i + 3]);
+    for (; got_s < 3; got_s++) {
+        if (PyObject_GetBuffer(src[got_s], &sb[got_s], PyBUF_SIMPLE) < 0)
+            goto done;
+        Py_ssize_t h = db[got_s].shape[0], w = db[got_s].shape[1];
+        if (strides[got_s] < w || (h > 0 && sb[got_s].len < (h - 1) * strides[got_s] + w)) {
+            PyErr_Format(PyExc_ValueError, "copy: source plane %s is smaller than %zd rows "
+                         "of %zd bytes, %zd apart", names[got_s], h, w, strides[got_s]);
+            got_s++;
             goto done;
         }
+    }
     fp_layout l;
-    if (fp_layout_init(&l, b[0].shape[0], b[0].shape[1], grid, step) < 0)
+    if (fp_layout_init(&l, db[0].shape[0], db[0].shape[1], grid, step) < 0)
         goto done;
     acc = PyMem_Calloc((size_t)l.span, sizeof(uint16_t));
     if (acc == NULL) {
@@ -349,20 +359,20 @@ vp_copy(PyObject *self, PyObject *args)
     uint64_t sums[FP_MAX_GRID * FP_MAX_GRID];
     memset(sums, 0, sizeof(sums));
     Py_BEGIN_ALLOW_THREADS
-    const Py_ssize_t w = b[0].shape[1], h = b[0].shape[0];
-    const Py_ssize_t ss = b[0].strides[0], ds = b[3].strides[0];
-    const uint8_t *src = b[0].buf;
-    uint8_t *dst = b[3].buf;
-    Py_ssize_t r = 0;  /* plane row */
+    const Py_ssize_t w = db[0].shape[1], h = db[0].shape[0];
+    const Py_ssize_t ss = strides[0], ds = db[0].strides[0];
+    const uint8_t *s = sb[0].buf;
+    uint8_t *d = db[0].buf;
+    Py_ssize_t r = 0;  /* the next plane row to copy */
     for (Py_ssize_t i = 0; i < grid; i++) {
         Py_ssize_t added = 0;
         for (Py_ssize_t k = l.re[i]; k < l.re[i + 1]; k++) {
-            /* rows up to sampled row k, copied only; then row k, copied and added */
+            /* the rows before sampled row k, copied only; then row k, copied and added */
             Py_ssize_t row = k * step;
-            copy_rows(dst + r * ds, ds, src + r * ss, ss, w, row - r);
-            copy_add_row(dst + row * ds, src + row * ss, acc, l.span);
+            copy_rows(d + r * ds, ds, s + r * ss, ss, w, row - r);
+            copy_add_row(d + row * ds, s + row * ss, acc, l.span);
             if (l.span < w)
-                memcpy(dst + row * ds + l.span, src + row * ss + l.span, (size_t)(w - l.span));
+                memcpy(d + row * ds + l.span, s + row * ss + l.span, (size_t)(w - l.span));
             r = row + 1;
             if (++added == FP_CHUNK) {
                 fp_fold(&l, acc, sums + i * grid);
@@ -371,17 +381,19 @@ vp_copy(PyObject *self, PyObject *args)
         }
         fp_fold(&l, acc, sums + i * grid);
     }
-    copy_rows(dst + r * ds, ds, src + r * ss, ss, w, h - r);
+    copy_rows(d + r * ds, ds, s + r * ss, ss, w, h - r);
     for (int i = 1; i < 3; i++)
-        copy_rows(b[i + 3].buf, b[i + 3].strides[0], b[i].buf, b[i].strides[0],
-                  b[i].shape[1], b[i].shape[0]);
+        copy_rows(db[i].buf, db[i].strides[0], sb[i].buf, strides[i], db[i].shape[1],
+                  db[i].shape[0]);
     Py_END_ALLOW_THREADS
     result = PyBytes_FromStringAndSize((const char *)sums,
                                        (Py_ssize_t)sizeof(uint64_t) * grid * grid);
 done:
     PyMem_Free(acc);
-    while (got-- > 0)
-        PyBuffer_Release(&b[got]);
+    while (got_s-- > 0)
+        PyBuffer_Release(&sb[got_s]);
+    while (got_d-- > 0)
+        PyBuffer_Release(&db[got_d]);
     return result;
 }
 
@@ -392,8 +404,8 @@ static PyMethodDef methods[] = {
      "fingerprint(y, grid, step[, sums, first, stop]) -> bytes: block means of the sampled "
      "luma plane (with sums from copy(): grid rows first..stop-1 read again)."},
     {"copy", vp_copy, METH_VARARGS,
-     "copy(src_y, src_u, src_v, dst_y, dst_u, dst_v, grid, step) -> bytes: copy three "
-     "planes; the fingerprint's per-cell sums of the luma."},
+     "copy(src_y, src_u, src_v, strides, dst_y, dst_u, dst_v, grid, step) -> bytes: copy "
+     "three planes; the fingerprint's per-cell sums of the luma."},
     {NULL, NULL, 0, NULL},
 };
 

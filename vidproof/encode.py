@@ -353,7 +353,7 @@ class Transcoder:
         box = stamper.box()
         # With the sums the source added up while copying the picture, only the grid
         # rows that the stamp reaches are read again.
-        fp = fingerprint(y, native=self.settings.native, sums=item.luma_sums,
+        fp = fingerprint(y, native=stamper.native, sums=item.luma_sums,
                          changed=None if box is None else (box[1], box[3]))
         dup = self.dups.check(frame, y, fp, box)
         if self._base_utc is None:

@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests.conftest import ffmpeg
 from vidproof.canonical import canonical_bytes
 from vidproof.capture.raw import (
+    FramePool,
+    Owner,
     RawFrame,
     RawInfo,
     capture_frames,
@@ -28,6 +30,7 @@ from vidproof.capture.raw import (
     parse_testsrc,
     raw_file,
     raw_testsrc,
+    single_threaded,
 )
 from vidproof.capture.sources import SourceLost, media_file
 from vidproof.chain import Chain
@@ -51,7 +54,8 @@ from vidproof.model import (
     entry_from_json,
     record_to_json,
 )
-from vidproof.stamp import distance, fingerprint, frame_planes
+from vidproof.stamp import Stamper, distance, fingerprint, frame_planes, native_built
+from vidproof.stamp.fingerprint import fingerprint_numpy
 from vidproof.store import ChainState, EvidenceWriter
 
 LOC = Location("12 rue de Rivoli, Paris", "48.8566", "2.3522")
@@ -158,6 +162,28 @@ def test_transcode_makes_a_camera_like_stream_with_the_stamp_and_fingerprints() 
         assert distance(fp, fingerprint(luma)) < 1.0
 
 
+@pytest.mark.parametrize("copying", [False, True])
+def test_recorded_fingerprints_are_those_of_the_encoded_pictures(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, copying: bool) -> None:
+    """Losslessly encoded, so the decoded pictures are what the encoder was given: each
+    record's fingerprint is the reference fingerprint of that stamped picture, byte for
+    byte, whether the source's pictures were handed over in place (a camera-like
+    stream) or copied into pool frames, their sums added up by the copy."""
+    path = tmp_path / "in.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=704x576:rate=25", "-t", "1.2", "-c:v",
+           "libx264", "-bf", "0", "-refs", "4" if copying else "1", path)
+    if copying:
+        monkeypatch.setattr(Owner, "MAX_DELAY", 2)
+    items = list(transcode(raw_file(str(path), fast=True, duration=None, clock=clock),
+                           settings(encoder=EncoderSettings(preset="ultrafast", crf=0)), clock))
+    frames = [i for i in items if isinstance(i, EncodedFrame)]
+    pictures = decode("h264", frames)
+    assert len(pictures) == len(frames) == 30
+    for f, picture in zip(frames, pictures, strict=True):
+        luma = frame_planes(picture)[0]
+        assert base64.b64decode(f.fp or "") == fingerprint_numpy(luma)
+
+
 def test_transcode_with_libx265_and_a_bitrate() -> None:
     infos, frames = run("testsrc:704x576@12", 2.0,
                         encoder=EncoderSettings("libx265", "ultrafast", bitrate=300_000, gop=6))
@@ -217,6 +243,112 @@ def test_raw_file_frames_are_owned(bframes_file: Path) -> None:
     assert len(got) == len(plain) == 50
     for a, b in zip(plain, got, strict=True):
         assert np.array_equal(a[64:], b[64:])
+
+
+def _pictures(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="yuv420p").copy() for f in c.decode(video=0)]
+
+
+def _owned_through(owner: Owner, path: Path,
+                   scribble: bool = True) -> list[tuple[Any, Any, Any, int]]:
+    """Decode ``path`` (one thread, as the raw sources do) through ``owner``; scribble
+    on each picture as it is handed over; return what came out."""
+    out: list[tuple[Any, Any, Any, int]] = []
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        single_threaded(stream.codec_context)
+        for i, frame in enumerate(c.decode(stream)):
+            out += owner.push(frame, i)
+            if scribble:
+                for got in out[-2:]:  # (pushed one at a time: at most one new, or two)
+                    _scribble(got[0])
+    out += owner.drain()
+    if scribble:
+        for got in out:
+            _scribble(got[0])
+    return out
+
+
+@pytest.mark.parametrize(("args", "camera_like"), [
+    (("-bf", "0", "-refs", "1"), True),   # a camera's stream: nothing to copy
+    (("-bf", "3", "-refs", "4"), False),  # held longer: a few copies while it learns
+])
+def test_owner_hands_over_pictures_the_decoder_let_go(tmp_path: Path, args: tuple[str, ...],
+                                                      camera_like: bool) -> None:
+    """Pictures come out in order, each the decoded picture, and writing into one
+    never changes a picture decoded after it; make_writable copies only while the
+    owner learns how long the decoder keeps its references (and for the last
+    pictures, which a drained decoder may still hold)."""
+    path = tmp_path / "in.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "3", "-c:v", "libx264",
+           "-g", "50", *args, path)
+    plain = _pictures(path)
+    owner = Owner()
+    out = _owned_through(owner, path)
+    assert [i for *_, i in out] == list(range(len(plain))) and len(plain) == 75
+    for (frame, *_), ref in zip(out, plain, strict=True):
+        got = frame.to_ndarray(format="yuv420p")
+        assert np.array_equal(got[64:], ref[64:]) and (got[:64, :96] == 255).all()
+    if camera_like:
+        assert owner.copies <= Owner.START_DELAY and owner.delay == Owner.START_DELAY
+    else:
+        assert owner.copies <= 2 * Owner.MAX_DELAY and owner.delay > Owner.START_DELAY
+
+
+def test_owner_past_its_longest_delay_copies_into_a_pool(tmp_path: Path) -> None:
+    """A stream whose decoder keeps pictures longer than the owner waits: pictures are
+    then copied into pool frames, in order, with the fingerprint sums of the C kernels
+    (when built) that give the reference fingerprint of the stamped picture."""
+    path = tmp_path / "refs.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=352x288:rate=25", "-t", "2", "-c:v", "libx264",
+           "-bf", "0", "-refs", "4", path)
+    plain = _pictures(path)
+    owner = Owner()
+    owner.MAX_DELAY = 3  # type: ignore[misc]  # this stream needs 4
+    out = _owned_through(owner, path, scribble=False)
+    assert owner._copying and [i for *_, i in out] == list(range(50))
+    pooled = [o for o in out if o[1] is not None]
+    assert len(pooled) > 30
+    stamper = Stamper(352, 288, camera_id="cam1")
+    for (frame, planes, sums, i), ref in zip(out, plain, strict=True):
+        assert np.array_equal(frame.to_ndarray(format="yuv420p"), ref)
+        if planes is None:
+            continue
+        assert (sums is not None) == native_built()
+        stamper.apply(*planes, T0 + i * 40_000_000)
+        x, y, w, h = stamper.box() or (0, 0, 0, 0)
+        assert fingerprint(planes[0], sums=sums, changed=(y, h)) == \
+            fingerprint_numpy(planes[0])
+
+
+def test_frame_pool_recycles_only_frames_nothing_else_holds() -> None:
+    pool = FramePool(64, 48)
+    frame, planes = pool.take()
+    assert planes[0].shape == (48, 64) and planes[1].shape == (24, 32)
+    ptr = frame.planes[0].buffer_ptr
+    del frame, planes
+    frame, planes = pool.take()
+    assert frame.planes[0].buffer_ptr == ptr  # free again: the same frame
+    # Held in any way (the frame, one of its plane views, a view of a view), it is
+    # not handed out again.
+    for hold in ("frame", "view", "subview"):
+        held: Any = {"frame": frame, "view": planes[1], "subview": planes[0][3:5, 2:9]}[hold]
+        del frame, planes
+        other, other_planes = pool.take()
+        assert other.planes[0].buffer_ptr != ptr, hold
+        del other, other_planes, held
+        frame, planes = pool.take()
+        assert frame.planes[0].buffer_ptr == ptr, hold
+    # Frames taken and written are frames of their own.
+    a, pa = pool.take()
+    b, pb = pool.take()
+    pa[0][:] = 100
+    pb[0][:] = 200
+    assert (a.to_ndarray(format="yuv420p")[:48] == 100).all()
+    assert (b.to_ndarray(format="yuv420p")[:48] == 200).all()
+    with pytest.raises(ValueError, match="even"):
+        FramePool(63, 48)
 
 
 def test_decoding_a_coded_source_keeps_capture_times(bframes_file: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from vidproof.stamp import CORNERS, Stamper, StampStyle, fingerprint, native_built
 from vidproof.stamp import kernels as kernels_module
-from vidproof.stamp.fingerprint import fingerprint_numpy
+from vidproof.stamp.fingerprint import copy_planes, fingerprint_numpy
 
 ROOT = Path(__file__).resolve().parents[2]
 PLACE = {"camera_id": "cam-7", "label": "Quai de la Gare, Lyon", "lat": "45.7485",
@@ -98,6 +98,43 @@ def test_native_fingerprint_is_byte_identical() -> None:
 
 
 @needs_native
+@pytest.mark.parametrize(("h", "w", "pad"), [
+    (576, 704, 64), (1080, 1920, 0), (240, 320, 32), (16, 16, 0), (18, 34, 6),
+    (4320, 300, 4),   # step 1, 270 sampled rows a grid row: the accumulator is folded
+    (2160, 3840, 0),  # step 8
+])
+def test_native_copy_gives_the_planes_and_the_fingerprint_sums(h: int, w: int,
+                                                               pad: int) -> None:
+    """copy() gives the planes, byte for byte, and sums from which fingerprint()
+    reading again only the grid rows of a changed band gives the reference bytes."""
+    rng = np.random.default_rng(h * w + pad)
+    src = [rng.integers(0, 256, (rows, cols + pad), dtype=np.uint8)
+           for rows, cols in ((h, w), (h // 2, w // 2), (h // 2, w // 2))]
+    dst = [np.full((rows, cols - pad), 7, np.uint8) for rows, cols in
+           ((p.shape[0], p.shape[1]) for p in src)]
+    sums = copy_planes([p.reshape(-1) for p in src], [w + pad, w // 2 + pad, w // 2 + pad],
+                       dst, native=True)
+    assert sums is not None and len(sums) == 8 * 256
+    for a, b in zip(src, dst, strict=True):
+        assert np.array_equal(a[:, :b.shape[1]], b)
+    y = dst[0]
+    assert fingerprint(y, native=True, sums=sums, changed=(0, 0)) == fingerprint_numpy(y)
+    # A band of rows changed after the copy (the stamp's box): only its grid rows are
+    # read again, and the result is the changed plane's reference fingerprint.
+    for top, rows in ((0, 1), (h // 3, max(1, h // 5)), (h - 1, 1), (0, h)):
+        z = y.copy()
+        z[top:top + rows] = 255 - z[top:top + rows]
+        assert fingerprint(z, native=True, sums=sums, changed=(top, rows)) == \
+            fingerprint_numpy(z), (top, rows)
+    # The numpy path copies the same bytes and gives no sums.
+    dst2 = [np.zeros_like(b) for b in dst]
+    assert copy_planes([p.reshape(-1) for p in src], [w + pad, w // 2 + pad, w // 2 + pad],
+                       dst2, native=False) is None
+    for a, b in zip(dst, dst2, strict=True):
+        assert np.array_equal(a, b)
+
+
+@needs_native
 def test_native_kernels_refuse_bad_arguments_without_crashing() -> None:
     mod = kernels_module.native_module(True)
     assert mod is not None
@@ -121,6 +158,20 @@ def test_native_kernels_refuse_bad_arguments_without_crashing() -> None:
         mod.blend(readonly, c, c, 0, 0, inv, inv, inv_c, inv_c)
     with pytest.raises(ValueError, match="smaller than the grid"):
         mod.fingerprint(np.zeros((8, 8), np.uint8), 16, 1)
+    plane = np.zeros((64, 64), np.uint8)
+    small = np.zeros((32, 32), np.uint8)
+    with pytest.raises(ValueError, match="smaller than 64 rows"):
+        mod.copy(b"\0" * 100, small, small, (64, 32, 32), plane, small, small, 16, 1)
+    with pytest.raises(ValueError, match="smaller than"):
+        mod.copy(plane, small, small, (63, 32, 32), plane.copy(), small, small, 16, 1)
+    with pytest.raises((ValueError, TypeError, BufferError)):
+        mod.copy(plane, small, small, (64, 32, 32), readonly, small, small, 16, 1)
+    with pytest.raises(TypeError):
+        mod.copy(plane, small, small, (64, 32), plane.copy(), small, small, 16, 1)
+    with pytest.raises(ValueError, match="sums"):
+        mod.fingerprint(plane, 16, 1, b"\0" * 10, 0, 16)
+    with pytest.raises(ValueError, match="rows out of range"):
+        mod.fingerprint(plane, 16, 1, b"\0" * 2048, 3, 17)
 
 
 def test_forced_numpy_and_required_native(monkeypatch: pytest.MonkeyPatch) -> None:

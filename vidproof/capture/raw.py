@@ -46,6 +46,7 @@ import av
 import numpy as np
 
 from ..errors import SourceError, UsageError
+from ..stamp import kernels
 from ..stamp.fingerprint import copy_planes
 from .sources import Backoff, Clock, CodedFrame, Pacer, SourceLost, StreamInfo, redact, rtsp
 
@@ -86,65 +87,73 @@ class RawFrame:
 RawItem = RawInfo | RawFrame | SourceLost
 
 
+class _Slot:
+    """One frame of a :class:`FramePool`: its I420 array, the frame that wraps it, the
+    plane views handed out with it, and how many references each has when free."""
+
+    __slots__ = ("buf", "frame", "planes", "ptr", "plane0", "free")
+
+    def __init__(self, width: int, height: int) -> None:
+        n, c = width * height, width * height // 4
+        self.buf = np.empty((height * 3 // 2, width), np.uint8)
+        self.frame = av.VideoFrame.from_numpy_buffer(self.buf, format="yuv420p")
+        flat = self.buf.reshape(-1)
+        self.planes: Planes = (self.buf[:height], flat[n:n + c].reshape(height // 2, width // 2),
+                               flat[n + c:n + 2 * c].reshape(height // 2, width // 2))
+        del flat  # (a view of the array: counted below if it were still here)
+        self.ptr = self.buf.ctypes.data
+        self.plane0 = self.frame.planes[0]  # reads the frame's current data pointer
+        self.free = self.refs()
+
+    def refs(self) -> tuple[int, ...]:
+        p = self.planes
+        return (sys.getrefcount(self.buf), sys.getrefcount(self.frame),
+                sys.getrefcount(p[0]), sys.getrefcount(p[1]), sys.getrefcount(p[2]))
+
+
 class FramePool:
     """yuv420p frames of one size, in buffers of our own, that decoded pictures are
     copied into.
 
     Each frame wraps a contiguous I420 numpy array (``VideoFrame.from_numpy_buffer``).
     A frame is handed out again only when nothing else holds it: no Python reference
-    to the frame, or to its array (the plane views handed out with it, or any view of
-    them), besides the pool's own; and no FFmpeg reference to its buffer (an encoder
-    that kept one: ``make_writable`` would then move the frame to a new buffer, and
-    the pool lets it go). When every frame is taken, up to ``keep`` are kept; beyond,
-    a fresh frame is made each time (correct, only slower)."""
+    to the frame, its array or the plane views handed out with it (a view of a view
+    refers to the array) besides the pool's own; and no FFmpeg reference to its buffer
+    (an encoder that kept one: ``make_writable`` would then move the frame to a new
+    buffer, and the pool lets it go). When every frame is taken, up to ``keep`` are
+    kept; beyond, a fresh frame is made each time (correct, only slower)."""
 
-    def __init__(self, width: int, height: int, keep: int = 6) -> None:
+    def __init__(self, width: int, height: int, keep: int = 6,
+                 native: bool | None = None) -> None:
         if width & 1 or height & 1:
             raise ValueError(f"a {width}x{height} pool: sizes must be even")
         self.width, self.height, self.keep = width, height, keep
-        self._slots: list[tuple[np.ndarray, Any]] = []  # (I420 array, its frame)
-        self._free_refs: tuple[int, int] = (0, 0)
-
-    @staticmethod
-    def _refs(slot: tuple[np.ndarray, Any]) -> tuple[int, int]:
-        return sys.getrefcount(slot[0]), sys.getrefcount(slot[1])
-
-    def _new(self) -> tuple[np.ndarray, Any]:
-        buf = np.empty((self.height * 3 // 2, self.width), np.uint8)
-        return buf, av.VideoFrame.from_numpy_buffer(buf, format="yuv420p")
-
-    def _views(self, buf: np.ndarray) -> Planes:
-        w, h = self.width, self.height
-        n, c = w * h, w * h // 4
-        flat = buf.reshape(-1)
-        return (buf[:h], flat[n:n + c].reshape(h // 2, w // 2),
-                flat[n + c:n + 2 * c].reshape(h // 2, w // 2))
+        self.native = kernels.native_module(native) is not None  # resolved once
+        self._slots: list[_Slot] = []
 
     def take(self) -> tuple[Any, Planes]:
         """A frame that only the caller holds, and writable views of its planes."""
         for i, slot in enumerate(self._slots):
-            if self._refs(slot) != self._free_refs:
+            if slot.refs() != slot.free:
                 continue
-            buf, frame = slot
-            frame.make_writable()  # a no-op, unless FFmpeg still holds the buffer
-            if frame.planes[0].buffer_ptr != buf.ctypes.data:
+            slot.frame.make_writable()  # a no-op, unless FFmpeg still holds the buffer
+            if slot.plane0.buffer_ptr != slot.ptr:
                 del self._slots[i]  # moved to a new buffer: not ours to recycle
                 break
-            return frame, self._views(buf)
-        slot = self._new()
+            return slot.frame, slot.planes
+        slot = _Slot(self.width, self.height)
         if len(self._slots) < self.keep:
-            if not self._slots:
-                self._free_refs = self._refs(slot)
             self._slots.append(slot)
-        return slot[1], self._views(slot[0])
+        return slot.frame, slot.planes
 
     def copy(self, frame: Any) -> tuple[Any, Planes, bytes | None]:
         """A pool frame holding the picture of ``frame`` (yuv420p, this pool's size),
         its planes, and the fingerprint's sums of its luma (C kernels) or None."""
         out, planes = self.take()
-        src = tuple(np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width]
-                    for p in frame.planes)
-        return out, planes, copy_planes(src, planes)
+        src = frame.planes
+        sums = copy_planes(src, (src[0].line_size, src[1].line_size, src[2].line_size),
+                           planes, native=self.native)
+        return out, planes, sums
 
 
 def single_threaded(codec_context: Any) -> None:
@@ -153,21 +162,70 @@ def single_threaded(codec_context: Any) -> None:
 
 
 class Owner:
-    """Turns decoded frames into frames the caller owns (see the module's docstring)."""
+    """Turns a decoder's pictures into frames the caller owns, in their order.
+
+    A decoded picture shares its buffer with the decoder for as long as the decoder
+    keeps it as a reference, and FFmpeg's copy-on-write (``make_writable``) then
+    copies it. So pictures are handed over ``delay`` pictures late: by then the
+    decoder of a camera-like stream (one reference picture, no B-frames: two
+    pictures later) has let go of them, and ``make_writable`` finds the buffer ours,
+    with nothing to copy. When it had to copy all the same (more references,
+    B-frames), the delay grows, up to ``MAX_DELAY`` pictures; past that, every
+    picture is copied into a :class:`FramePool` as soon as it is decoded (no delay:
+    cheaper than ``make_writable``'s fresh buffers). Either way the frame handed
+    over is one that nothing else references: ``make_writable`` guarantees it."""
+
+    START_DELAY = 2
+    MAX_DELAY = 8
 
     def __init__(self) -> None:
+        self.delay = self.START_DELAY
+        self.copies = 0  # pictures that make_writable had to copy
+        self._held: deque[tuple[Any, Any]] = deque()  # (decoded frame, caller's data)
         self._pool: FramePool | None = None
+        self._copying = False  # past MAX_DELAY: copy into the pool at once
 
-    def own(self, frame: Any) -> tuple[Any, Planes | None, bytes | None]:
-        """An owned yuv420p frame of even size with the picture of ``frame``, its planes
-        and luma sums when known (see :meth:`FramePool.copy`)."""
+    def push(self, frame: Any, data: Any) -> Iterator[tuple[Any, Planes | None, bytes | None,
+                                                             Any]]:
+        """Hand over a decoded picture (with data of the caller's, given back with it);
+        yields the pictures now owned: ``(frame, planes or None, luma sums or None,
+        data)``, in the order they were pushed."""
         w, h = frame.width, frame.height
-        if frame.format.name == "yuv420p" and not (w | h) & 1:
+        if frame.format.name != "yuv420p" or (w | h) & 1:
+            yield from self.drain()
+            out = frame.reformat(width=w & ~1, height=h & ~1, format="yuv420p")
+            yield out, None, None, data
+            return
+        if self._copying:
+            yield from self.drain()  # (in order: any picture still held goes first)
             pool = self._pool
             if pool is None or (pool.width, pool.height) != (w, h):
                 pool = self._pool = FramePool(w, h)
-            return pool.copy(frame)
-        return frame.reformat(width=w & ~1, height=h & ~1, format="yuv420p"), None, None
+            out, planes, sums = pool.copy(frame)
+            yield out, planes, sums, data
+            return
+        self._held.append((frame, data))
+        while len(self._held) > self.delay:
+            yield self._release(learn=True)
+
+    def drain(self) -> Iterator[tuple[Any, Planes | None, bytes | None, Any]]:
+        """The pictures still held (the stream ended, or the decoder was drained)."""
+        while self._held:
+            yield self._release(learn=False)
+
+    def _release(self, learn: bool) -> tuple[Any, None, None, Any]:
+        frame, data = self._held.popleft()
+        plane = frame.planes[0]
+        before = plane.buffer_ptr
+        frame.make_writable()  # ours from here on: copied if the decoder still holds it
+        if plane.buffer_ptr != before:
+            self.copies += 1
+            if learn:  # the decoder kept it longer: wait longer for the next ones
+                if self.delay < self.MAX_DELAY:
+                    self.delay += 1
+                else:
+                    self._copying = True
+        return frame, None, None, data
 
 
 def owned_yuv420p(frame: Any) -> Any:
@@ -249,20 +307,26 @@ def raw_file(path: str, *, fast: bool, duration: float | None,
         name = Path(path).name
         size: tuple[int, int] | None = None
         pacer = Pacer(fast, clock)
+        def owned(items: Iterator[tuple[Any, Planes | None, bytes | None, Any]]
+                  ) -> Iterator[RawItem]:
+            nonlocal size
+            for out, planes, sums, (utc, pix_fmt, fw, fh) in items:
+                if (out.width, out.height) != size:
+                    size = (out.width, out.height)
+                    yield RawInfo(out.width, out.height, fps, name, "media",
+                                  {"kind": "file", "codec": cc.name, "pix_fmt": pix_fmt,
+                                   "width": fw, "height": fh})
+                yield RawFrame(out, utc, planes=planes, luma_sums=sums)
+
         try:
             for frame in container.decode(stream):
                 utc, offset = pacer.utc_ns(frame.time)
                 if duration is not None and offset >= duration:
                     break
-                out, planes, sums = owner.own(frame)
-                if (out.width, out.height) != size:
-                    size = (out.width, out.height)
-                    yield RawInfo(out.width, out.height, fps, name, "media",
-                                  {"kind": "file", "codec": cc.name,
-                                   "pix_fmt": frame.format.name,
-                                   "width": frame.width, "height": frame.height})
-                del frame  # the decoder's picture: not held while the next is decoded
-                yield RawFrame(out, utc, planes=planes, luma_sums=sums)
+                data = (utc, frame.format.name, frame.width, frame.height)
+                yield from owned(owner.push(frame, data))
+                del frame  # the decoder's picture: held by the owner only
+            yield from owned(owner.drain())
         except av.FFmpegError as exc:
             raise SourceError(f"{path}: cannot decode the video ({exc})") from None
     finally:
@@ -286,8 +350,19 @@ def decode_coded(items: Iterator[StreamInfo | CodedFrame | SourceLost],
     size: tuple[int, int] | None = None
     owner = Owner()
 
-    def frames(packet: Any) -> Iterator[RawItem]:
+    def owned(items: Iterator[tuple[Any, Planes | None, bytes | None, Any]]
+              ) -> Iterator[RawItem]:
         nonlocal size
+        for out, planes, sums, (t, stream, pix_fmt, fw, fh) in items:
+            if (out.width, out.height) != size:
+                size = (out.width, out.height)
+                yield RawInfo(out.width, out.height, stream.fps, stream.description,
+                              stream.clock, {"kind": kind, "codec": stream.codec,
+                                             "pix_fmt": pix_fmt, "width": fw, "height": fh},
+                              stream.skipped_before_keyframe)
+            yield RawFrame(out, t[0], t[1], planes=planes, luma_sums=sums)
+
+    def frames(packet: Any) -> Iterator[RawItem]:
         assert info is not None
         for frame in decoder.decode(packet):
             t = times.pop(frame.pts, None) if frame.pts is not None else None
@@ -297,19 +372,14 @@ def decode_coded(items: Iterator[StreamInfo | CodedFrame | SourceLost],
                 t = times.pop(next(iter(times)))
             if t is None:
                 continue
-            out, planes, sums = owner.own(frame)
-            if (out.width, out.height) != size:
-                size = (out.width, out.height)
-                yield RawInfo(out.width, out.height, info.fps, info.description, info.clock,
-                              {"kind": kind, "codec": info.codec, "pix_fmt": frame.format.name,
-                               "width": frame.width, "height": frame.height},
-                              info.skipped_before_keyframe)
-            yield RawFrame(out, t[0], t[1], planes=planes, luma_sums=sums)
+            data = (t, info, frame.format.name, frame.width, frame.height)
+            yield from owned(owner.push(frame, data))
 
     def drain() -> Iterator[RawItem]:
         if decoder is not None:
             with suppress(av.FFmpegError):
                 yield from frames(None)
+        yield from owned(owner.drain())
         times.clear()
         untimed.clear()
 
@@ -324,7 +394,7 @@ def decode_coded(items: Iterator[StreamInfo | CodedFrame | SourceLost],
         elif isinstance(item, CodedFrame):
             if decoder is None:
                 continue
-            packet = av.Packet(item.data)
+            packet = av.Packet(bytes(item.data))  # (no copy of bytes)
             packet.pts, packet.dts, packet.time_base = item.pts, item.dts, item.time_base
             if item.pts is not None:
                 times[item.pts] = (item.utc_ns, item.cam_utc_ns)

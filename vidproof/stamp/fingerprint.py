@@ -22,7 +22,9 @@ picture fewer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -69,22 +71,31 @@ def _rows_ok(a: np.ndarray) -> bool:
         a.strides[0] >= a.shape[1]
 
 
-def copy_planes(src: tuple[np.ndarray, ...], dst: tuple[np.ndarray, ...], *,
+def copy_planes(src: Sequence[Any], strides: Sequence[int], dst: Sequence[np.ndarray], *,
                 native: bool | None = None) -> bytes | None:
-    """Copy the Y, U and V planes ``src`` into ``dst`` (same shapes, 2-D uint8).
+    """Copy a picture's Y, U and V planes into ``dst`` (three writable 2-D uint8 arrays
+    with contiguous rows; their shapes are the planes').
 
-    With the C kernels, returns the luma's fingerprint sums, for
-    ``fingerprint(dst[0], sums=...)``; with numpy, None."""
-    if len(src) != 3 or len(dst) != 3 or any(a.shape != b.shape for a, b in zip(src, dst)):
-        raise ValueError("copy_planes: expected three planes of the same shapes each side")
+    ``src``: three contiguous buffers (PyAV planes, numpy arrays, bytes) whose rows are
+    ``strides`` bytes apart. With the C kernels, returns the luma's fingerprint sums
+    for ``fingerprint(dst[0], sums=...)``; with numpy, None."""
+    if len(src) != 3 or len(strides) != 3 or len(dst) != 3:
+        raise ValueError("copy_planes: expected three planes")
     mod = kernels.native_module(native)
-    h, w = src[0].shape
+    h, w = dst[0].shape
     step = sampling_step(h, w)
-    if mod is not None and all(_rows_ok(a) for a in (*src, *dst)) and \
-            -(-h // step) >= GRID and -(-w // step) >= GRID:
-        return bytes(mod.copy(*src, *dst, GRID, step))
-    for a, b in zip(src, dst, strict=True):
-        np.copyto(b, a)
+    if mod is not None and -(-h // step) >= GRID and -(-w // step) >= GRID:
+        return bytes(mod.copy(*src, tuple(strides), *dst, GRID, step))
+    for a, stride, b in zip(src, strides, dst, strict=True):
+        rows, width = b.shape
+        if stride < width:
+            raise ValueError(f"copy_planes: rows {stride} bytes apart, narrower than {width}")
+        flat = np.frombuffer(a, np.uint8)
+        if flat.size < (rows - 1) * stride + width:
+            raise ValueError("copy_planes: a source plane is smaller than its rows")
+        view = np.lib.stride_tricks.as_strided(flat, (rows, width), (stride, 1),
+                                               writeable=False)
+        np.copyto(b, view)
     return None
 
 
