@@ -13,7 +13,7 @@ context naming it, and everything after.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from .model import (
     checkpoint_to_json,
     record_to_json,
 )
-from .store import ChainState, EvidenceWriter
+from .store import ChainState, EvidenceWriter, lines_backwards
 
 MAX_CHECKPOINT_INTERVAL_NS = 2_000_000_000
 
@@ -141,21 +141,6 @@ class Chain:
         self.checkpoints += 1
 
 
-def _lines_backwards(path: Path) -> Iterator[bytes]:
-    """The lines of a file, last first, read 64 KiB at a time from the end."""
-    with open(path, "rb") as f:
-        f.seek(0, 2)
-        pos, tail = f.tell(), b""
-        while pos > 0:
-            step = min(pos, 1 << 16)
-            pos -= step
-            f.seek(pos)
-            lines = (f.read(step) + tail).split(b"\n")
-            tail = lines[0]
-            yield from reversed(lines[1:])
-        yield tail
-
-
 def last_signing_key(cam_dir: Path) -> str | None:
     """The key that must sign a camera's next checkpoint: the key of the last checkpoint
     in its evidence log, or the key that checkpoint introduced when it signs a
@@ -163,7 +148,7 @@ def last_signing_key(cam_dir: Path) -> str | None:
     checkpoint. A recorder that continues the chain must sign with it, or rotate from it."""
     cp: dict[str, Any] | None = None
     try:
-        for line in _lines_backwards(cam_dir / "evidence.jsonl"):
+        for line in lines_backwards(cam_dir / "evidence.jsonl"):
             try:
                 obj = json.loads(line)
             except ValueError:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
 from .model import RecordError, check_camera_id
-from .store import EVIDENCE, SEGMENTS, list_segments
+from .store import EVIDENCE, SEGMENTS, lines_backwards, list_segments
 
 if TYPE_CHECKING:
     from .chain import Chain
@@ -203,29 +203,13 @@ class SegmentIndex:
         os.replace(tmp, self.path)
 
 
-def _lines_backwards(path: Path) -> Iterator[bytes]:
-    """The complete lines of a file, last first."""
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        pos, tail = f.tell(), b""
-        while pos > 0:
-            step = min(pos, 1 << 16)
-            pos -= step
-            f.seek(pos)
-            lines = (f.read(step) + tail).split(b"\n")
-            tail = lines[0]
-            yield from (ln for ln in reversed(lines[1:]) if ln)
-        if tail:
-            yield tail
-
-
 def signed_frames_between(cam_dir: Path, first_seq: int,
                           below_seq: int) -> tuple[int, int | None, int | None]:
     """(frames, last frame seq, last capture time) of the frame entries with
     ``first_seq <= seq < below_seq``, read from the end of the evidence log."""
     count, last_seq, last_utc = 0, None, None
     try:
-        for raw in _lines_backwards(cam_dir / EVIDENCE):
+        for raw in lines_backwards(cam_dir / EVIDENCE):
             try:
                 obj = json.loads(raw)
             except ValueError:

@@ -84,6 +84,22 @@ def lock_camera(cam_dir: Path) -> BinaryIO:
     return f
 
 
+def lines_backwards(path: Path) -> Iterator[bytes]:
+    """The complete lines of a file, last first."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        pos, tail = f.tell(), b""
+        while pos > 0:
+            step = min(pos, 1 << 16)
+            pos -= step
+            f.seek(pos)
+            lines = (f.read(step) + tail).split(b"\n")
+            tail = lines[0]
+            yield from (ln for ln in reversed(lines[1:]) if ln)
+        if tail:
+            yield tail
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -4,14 +4,16 @@ A raw source yields :class:`RawInfo` when it (re)connects or its picture size
 changes, :class:`RawFrame` for every picture, and :class:`SourceLost` when the
 camera goes away. Every :class:`RawFrame` holds a PyAV ``yuv420p`` frame of even
 size that the caller **owns** and may write into: a decoder's output shares its
-buffer with the decoder's reference pictures, so it is never stamped in place as
-received. Decoded pictures are copied into frames of a :class:`FramePool` (buffers
-of our own, recycled once nothing references them: no page faults of fresh memory
-per picture); other formats are reformatted into a new frame.
+buffer with the decoder's reference pictures, so it is never stamped as received.
+An :class:`Owner` hands a decoded picture over a few pictures late, once the
+decoder has let go of it, and makes it writable (FFmpeg's copy-on-write: nothing is
+copied when nothing else holds the buffer, which is then the case for a
+camera-like stream); a stream whose decoder keeps its pictures longer than that
+has them copied into frames of a :class:`FramePool` (buffers of our own, recycled
+once nothing references them). Other formats are reformatted into a new frame.
 
 Decoders run on one thread (:func:`single_threaded`): transcode mode is measured in
-cameras per core, and FFmpeg's frame threads cost more CPU time per picture, and
-hand over pictures that another core wrote (a colder copy).
+cameras per core, and FFmpeg's frame threads cost more CPU time per picture.
 
 Sources (``spec``):
 
@@ -48,9 +50,18 @@ import numpy as np
 from ..errors import SourceError, UsageError
 from ..stamp import kernels
 from ..stamp.fingerprint import copy_planes
-from .sources import Backoff, Clock, CodedFrame, Pacer, SourceLost, StreamInfo, redact, rtsp
+from .sources import (
+    Backoff,
+    Clock,
+    CodedFrame,
+    Pacer,
+    SourceLost,
+    StreamInfo,
+    parse_testsrc,
+    redact,
+    rtsp,
+)
 
-_TESTSRC = re.compile(r"^testsrc(?::(\d+)x(\d+)(?:@(\d+))?)?$")
 _DEVICE = re.compile(r"^device:(/dev/[^:@]+)(?::(\d{2,5})x(\d{2,5})(?:@(\d{1,3}))?)?$")
 _MAX_PENDING = 256  # coded frames awaiting their picture (a decoder's delay is far less)
 
@@ -161,6 +172,11 @@ def single_threaded(codec_context: Any) -> None:
     codec_context.thread_count = 1
 
 
+def _view(plane: Any) -> np.ndarray:
+    """A writable 2-D view of a PyAV plane (its rows, without their padding)."""
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+
+
 class Owner:
     """Turns a decoder's pictures into frames the caller owns, in their order.
 
@@ -185,13 +201,14 @@ class Owner:
         self._pool: FramePool | None = None
         self._copying = False  # past MAX_DELAY: copy into the pool at once
 
-    def push(self, frame: Any, data: Any) -> Iterator[tuple[Any, Planes | None, bytes | None,
-                                                             Any]]:
-        """Hand over a decoded picture (with data of the caller's, given back with it);
-        yields the pictures now owned: ``(frame, planes or None, luma sums or None,
-        data)``, in the order they were pushed."""
+    def push(self, frame: Any, data: Any, pix_fmt: str | None = None
+             ) -> Iterator[tuple[Any, Planes | None, bytes | None, Any]]:
+        """Hand over a decoded picture (with data of the caller's, given back with it;
+        ``pix_fmt``: its format's name, if the caller has it at hand); yields the
+        pictures now owned: ``(frame, writable views of its planes or None, luma sums
+        or None, data)``, in the order they were pushed."""
         w, h = frame.width, frame.height
-        if frame.format.name != "yuv420p" or (w | h) & 1:
+        if (pix_fmt or frame.format.name) != "yuv420p" or (w | h) & 1:
             yield from self.drain()
             out = frame.reformat(width=w & ~1, height=h & ~1, format="yuv420p")
             yield out, None, None, data
@@ -213,19 +230,20 @@ class Owner:
         while self._held:
             yield self._release(learn=False)
 
-    def _release(self, learn: bool) -> tuple[Any, None, None, Any]:
+    def _release(self, learn: bool) -> tuple[Any, Planes, None, Any]:
         frame, data = self._held.popleft()
-        plane = frame.planes[0]
-        before = plane.buffer_ptr
+        planes = frame.planes
+        before = planes[0].buffer_ptr
         frame.make_writable()  # ours from here on: copied if the decoder still holds it
-        if plane.buffer_ptr != before:
+        if planes[0].buffer_ptr != before:
             self.copies += 1
             if learn:  # the decoder kept it longer: wait longer for the next ones
                 if self.delay < self.MAX_DELAY:
                     self.delay += 1
                 else:
                     self._copying = True
-        return frame, None, None, data
+            planes = frame.planes  # (a new buffer: its line sizes may differ)
+        return frame, (_view(planes[0]), _view(planes[1]), _view(planes[2])), None, data
 
 
 def owned_yuv420p(frame: Any) -> Any:
@@ -249,19 +267,6 @@ def _fps(value: Any) -> Fraction | None:
 
 
 # -- testsrc ------------------------------------------------------------------------
-
-def parse_testsrc(spec: str) -> tuple[int, int, int]:
-    m = _TESTSRC.match(spec)
-    if not m:
-        raise UsageError(f"source {spec!r} is invalid: expected testsrc[:WxH@FPS]")
-    width, height = int(m.group(1) or 1280), int(m.group(2) or 720)
-    fps = int(m.group(3) or 25)
-    if not (16 <= width <= 7680 and 16 <= height <= 4320 and width % 2 == 0
-            and height % 2 == 0 and 1 <= fps <= 120):
-        raise UsageError(f"source {spec!r} is invalid: expected even sizes 16..7680 x 16..4320 "
-                         "and 1..120 fps")
-    return width, height, fps
-
 
 def raw_testsrc(spec: str, *, fast: bool, duration: float | None,
                 clock: Clock) -> Iterator[RawItem]:
@@ -323,8 +328,9 @@ def raw_file(path: str, *, fast: bool, duration: float | None,
                 utc, offset = pacer.utc_ns(frame.time)
                 if duration is not None and offset >= duration:
                     break
-                data = (utc, frame.format.name, frame.width, frame.height)
-                yield from owned(owner.push(frame, data))
+                pix_fmt = frame.format.name
+                data = (utc, pix_fmt, frame.width, frame.height)
+                yield from owned(owner.push(frame, data, pix_fmt))
                 del frame  # the decoder's picture: held by the owner only
             yield from owned(owner.drain())
         except av.FFmpegError as exc:
@@ -372,8 +378,9 @@ def decode_coded(items: Iterator[StreamInfo | CodedFrame | SourceLost],
                 t = times.pop(next(iter(times)))
             if t is None:
                 continue
-            data = (t, info, frame.format.name, frame.width, frame.height)
-            yield from owned(owner.push(frame, data))
+            pix_fmt = frame.format.name
+            data = (t, info, pix_fmt, frame.width, frame.height)
+            yield from owned(owner.push(frame, data, pix_fmt))
 
     def drain() -> Iterator[RawItem]:
         if decoder is not None:

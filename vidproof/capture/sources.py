@@ -109,10 +109,8 @@ class Pacer:
         return self.start_utc + round(offset * 1e9), offset
 
 
-def testsrc(spec: str, *, fast: bool, duration: float | None, clock: Clock) -> Iterator[SourceItem]:
-    """The built-in synthetic camera: FFmpeg's testsrc2 (moving pattern and a running
-    clock), encoded with libx264 like a camera: no B-frames, 1-s GOP, SPS/PPS repeated
-    before each keyframe."""
+def parse_testsrc(spec: str) -> tuple[int, int, int]:
+    """``testsrc[:WxH@FPS]`` → (width, height, fps), checked."""
     m = _TESTSRC.match(spec)
     if not m:
         raise UsageError(f"source {spec!r} is invalid: expected testsrc[:WxH@FPS]")
@@ -122,6 +120,14 @@ def testsrc(spec: str, *, fast: bool, duration: float | None, clock: Clock) -> I
             and height % 2 == 0 and 1 <= fps <= 120):
         raise UsageError(f"source {spec!r} is invalid: expected even sizes 16..7680 x 16..4320 "
                          "and 1..120 fps")
+    return width, height, fps
+
+
+def testsrc(spec: str, *, fast: bool, duration: float | None, clock: Clock) -> Iterator[SourceItem]:
+    """The built-in synthetic camera: FFmpeg's testsrc2 (moving pattern and a running
+    clock), encoded with libx264 like a camera: no B-frames, 1-s GOP, SPS/PPS repeated
+    before each keyframe."""
+    width, height, fps = parse_testsrc(spec)
     frames = None if duration is None else round(duration * fps)
     graph = av.open(f"testsrc2=size={width}x{height}:rate={fps}", format="lavfi")
     enc = av.CodecContext.create("libx264", "w")
