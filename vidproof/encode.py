@@ -344,7 +344,7 @@ class Transcoder:
             template=None, clock=info.clock, skipped_before_keyframe=info.skipped_before_keyframe,
             context=context)
 
-    def frame(self, item: RawFrame) -> Iterator[EncodedFrame]:
+    def frame(self, item: RawFrame) -> list[EncodedFrame]:
         stamper, encoder = self.stamper, self.encoder
         assert stamper is not None and encoder is not None
         frame = item.frame
@@ -364,24 +364,28 @@ class Transcoder:
         self._last_pts = pts
         frame.pts, frame.time_base, frame.pict_type = pts, TIME_BASE, _NO_TYPE
         self._pending[pts] = (item.utc_ns, item.cam_utc_ns, fingerprint_text(fp), dup)
-        yield from self._packets(encoder.encode(frame))
+        return self._packets(encoder.encode(frame))
 
-    def flush(self) -> Iterator[EncodedFrame]:
+    def flush(self) -> list[EncodedFrame]:
+        out = []
         if self.encoder is not None:
             packets = self.encoder.encode(None)
             self.encoder = None
-            yield from self._packets(packets)
+            out = self._packets(packets)
         self._pending.clear()
+        return out
 
-    def _packets(self, packets: list[Any]) -> Iterator[EncodedFrame]:
+    def _packets(self, packets: list[Any]) -> list[EncodedFrame]:
+        out = []
         for p in packets:
             meta = self._pending.pop(p.pts, None)
             if meta is None:  # not a picture we gave it (never seen with these settings)
                 continue
             utc, cam, fp, dup = meta
             # The packet goes along: the recorder muxes it as it is (no second copy).
-            yield EncodedFrame(bytes(p), p.pts, p.dts, TIME_BASE, p.is_keyframe, utc, cam,
-                               fp, dup, packet=p)
+            out.append(EncodedFrame(bytes(p), p.pts, p.dts, TIME_BASE, p.is_keyframe, utc, cam,
+                                    fp, dup, packet=p))
+        return out
 
 
 def transcode(raw: Iterator[RawItem], settings: TranscodeSettings,

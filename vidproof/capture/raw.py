@@ -177,6 +177,11 @@ def _view(plane: Any) -> np.ndarray:
     return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
 
 
+# An owned picture: (frame, writable views of its planes or None, the fingerprint's
+# luma sums or None, the data the caller pushed with it).
+Owned = tuple[Any, Planes | None, bytes | None, Any]
+
+
 class Owner:
     """Turns a decoder's pictures into frames the caller owns, in their order.
 
@@ -201,36 +206,38 @@ class Owner:
         self._pool: FramePool | None = None
         self._copying = False  # past MAX_DELAY: copy into the pool at once
 
-    def push(self, frame: Any, data: Any, pix_fmt: str | None = None
-             ) -> Iterator[tuple[Any, Planes | None, bytes | None, Any]]:
+    def push(self, frame: Any, data: Any, pix_fmt: str | None = None) -> list[Owned]:
         """Hand over a decoded picture (with data of the caller's, given back with it;
-        ``pix_fmt``: its format's name, if the caller has it at hand); yields the
-        pictures now owned: ``(frame, writable views of its planes or None, luma sums
-        or None, data)``, in the order they were pushed."""
+        ``pix_fmt``: its format's name, if the caller has it at hand); returns the
+        pictures now owned, in the order they were pushed."""
         w, h = frame.width, frame.height
         if (pix_fmt or frame.format.name) != "yuv420p" or (w | h) & 1:
-            yield from self.drain()
             out = frame.reformat(width=w & ~1, height=h & ~1, format="yuv420p")
-            yield out, None, None, data
-            return
+            return [*self.drain(), (out, None, None, data)]
         if self._copying:
-            yield from self.drain()  # (in order: any picture still held goes first)
+            done = self.drain()  # (in order: any picture still held goes first)
             pool = self._pool
             if pool is None or (pool.width, pool.height) != (w, h):
                 pool = self._pool = FramePool(w, h)
-            out, planes, sums = pool.copy(frame)
-            yield out, planes, sums, data
-            return
-        self._held.append((frame, data))
-        while len(self._held) > self.delay:
-            yield self._release(learn=True)
+            copy, planes, sums = pool.copy(frame)
+            done.append((copy, planes, sums, data))
+            return done
+        held = self._held
+        held.append((frame, data))
+        done = []
+        while len(held) > self.delay:
+            done.append(self._release(learn=True))
+        return done
 
-    def drain(self) -> Iterator[tuple[Any, Planes | None, bytes | None, Any]]:
-        """The pictures still held (the stream ended, or the decoder was drained)."""
+    def drain(self) -> list[Owned]:
+        """The pictures still held (the stream ended, or the decoder was drained):
+        call the decoder's ``flush_buffers`` first, so that it lets go of them."""
+        done = []
         while self._held:
-            yield self._release(learn=False)
+            done.append(self._release(learn=False))
+        return done
 
-    def _release(self, learn: bool) -> tuple[Any, Planes, None, Any]:
+    def _release(self, learn: bool) -> Owned:
         frame, data = self._held.popleft()
         planes = frame.planes
         before = planes[0].buffer_ptr
@@ -312,16 +319,17 @@ def raw_file(path: str, *, fast: bool, duration: float | None,
         name = Path(path).name
         size: tuple[int, int] | None = None
         pacer = Pacer(fast, clock)
-        def owned(items: Iterator[tuple[Any, Planes | None, bytes | None, Any]]
-                  ) -> Iterator[RawItem]:
+        def owned(items: list[Owned]) -> list[RawItem]:
             nonlocal size
+            got: list[RawItem] = []
             for out, planes, sums, (utc, pix_fmt, fw, fh) in items:
                 if (out.width, out.height) != size:
                     size = (out.width, out.height)
-                    yield RawInfo(out.width, out.height, fps, name, "media",
-                                  {"kind": "file", "codec": cc.name, "pix_fmt": pix_fmt,
-                                   "width": fw, "height": fh})
-                yield RawFrame(out, utc, planes=planes, luma_sums=sums)
+                    got.append(RawInfo(out.width, out.height, fps, name, "media",
+                                       {"kind": "file", "codec": cc.name, "pix_fmt": pix_fmt,
+                                        "width": fw, "height": fh}))
+                got.append(RawFrame(out, utc, planes=planes, luma_sums=sums))
+            return got
 
         try:
             for frame in container.decode(stream):
@@ -332,6 +340,8 @@ def raw_file(path: str, *, fast: bool, duration: float | None,
                 data = (utc, pix_fmt, frame.width, frame.height)
                 yield from owned(owner.push(frame, data, pix_fmt))
                 del frame  # the decoder's picture: held by the owner only
+            # The decoder lets go of its pictures: those still held are ours alone.
+            cc.flush_buffers()
             yield from owned(owner.drain())
         except av.FFmpegError as exc:
             raise SourceError(f"{path}: cannot decode the video ({exc})") from None
@@ -356,17 +366,19 @@ def decode_coded(items: Iterator[StreamInfo | CodedFrame | SourceLost],
     size: tuple[int, int] | None = None
     owner = Owner()
 
-    def owned(items: Iterator[tuple[Any, Planes | None, bytes | None, Any]]
-              ) -> Iterator[RawItem]:
+    def owned(items: list[Owned]) -> list[RawItem]:
         nonlocal size
+        got: list[RawItem] = []
         for out, planes, sums, (t, stream, pix_fmt, fw, fh) in items:
             if (out.width, out.height) != size:
                 size = (out.width, out.height)
-                yield RawInfo(out.width, out.height, stream.fps, stream.description,
-                              stream.clock, {"kind": kind, "codec": stream.codec,
-                                             "pix_fmt": pix_fmt, "width": fw, "height": fh},
-                              stream.skipped_before_keyframe)
-            yield RawFrame(out, t[0], t[1], planes=planes, luma_sums=sums)
+                got.append(RawInfo(out.width, out.height, stream.fps, stream.description,
+                                   stream.clock, {"kind": kind, "codec": stream.codec,
+                                                  "pix_fmt": pix_fmt, "width": fw,
+                                                  "height": fh},
+                                   stream.skipped_before_keyframe))
+            got.append(RawFrame(out, t[0], t[1], planes=planes, luma_sums=sums))
+        return got
 
     def frames(packet: Any) -> Iterator[RawItem]:
         assert info is not None
@@ -383,9 +395,12 @@ def decode_coded(items: Iterator[StreamInfo | CodedFrame | SourceLost],
             yield from owned(owner.push(frame, data, pix_fmt))
 
     def drain() -> Iterator[RawItem]:
+        nonlocal decoder
         if decoder is not None:
             with suppress(av.FFmpegError):
                 yield from frames(None)
+                decoder.flush_buffers()  # it lets go of its pictures: ours alone now
+            decoder = None
         yield from owned(owner.drain())
         times.clear()
         untimed.clear()

@@ -87,15 +87,43 @@ def _even(n: int) -> int:
 
 @dataclass(frozen=True)
 class BlockArrays:
-    """What is blended: per-pixel weights for the luma block and the chroma block."""
+    """What is blended: per-pixel weights for the luma block and the chroma block.
 
-    inv: np.ndarray    # uint16 (h, w)
-    ta: np.ndarray     # uint16 (h, w)
-    inv_c: np.ndarray  # uint16 (h/2, w/2)
-    ta_c: np.ndarray   # uint16 (h/2, w/2)
+    ``inv`` and ``ta`` are the two halves of one (2, h, w) array, ``luma`` (each a
+    C-contiguous view), and ``inv_c`` and ``ta_c`` of ``chroma``: a digit cell is
+    pasted into both with one assignment each."""
+
+    luma: np.ndarray    # uint16 (2, h, w): inv, ta
+    chroma: np.ndarray  # uint16 (2, h/2, w/2): inv_c, ta_c
+
+    @classmethod
+    def of(cls, inv: np.ndarray, ta: np.ndarray, inv_c: np.ndarray,
+           ta_c: np.ndarray) -> BlockArrays:
+        return cls(np.stack([inv, ta]).astype(np.uint16, copy=False),
+                   np.stack([inv_c, ta_c]).astype(np.uint16, copy=False))
+
+    @property
+    def inv(self) -> np.ndarray:
+        half: np.ndarray = self.luma[0]
+        return half
+
+    @property
+    def ta(self) -> np.ndarray:
+        half: np.ndarray = self.luma[1]
+        return half
+
+    @property
+    def inv_c(self) -> np.ndarray:
+        half: np.ndarray = self.chroma[0]
+        return half
+
+    @property
+    def ta_c(self) -> np.ndarray:
+        half: np.ndarray = self.chroma[1]
+        return half
 
     def copy(self) -> BlockArrays:
-        return BlockArrays(self.inv.copy(), self.ta.copy(), self.inv_c.copy(), self.ta_c.copy())
+        return BlockArrays(self.luma.copy(), self.chroma.copy())
 
 
 def weights(fill: np.ndarray, surround: np.ndarray, black: int,
@@ -186,7 +214,7 @@ class Typesetter:
             surround = np.full(fill.shape, self.box, np.uint8)
         inv, ta = weights(fill, surround, self.black, self.white)
         inv_c, ta_c = chroma_weights(inv)
-        return BlockArrays(inv, ta, inv_c, ta_c)
+        return BlockArrays.of(inv, ta, inv_c, ta_c)
 
     def render(self, lines: list[tuple[str, frozenset[int]]]) -> tuple[BlockArrays, np.ndarray]:
         """Render lines (text, positions left empty) into a block; also its fill."""
@@ -232,9 +260,9 @@ def _typesetter(size: int, style: StampStyle) -> Typesetter:
 class _TimeSlots:
     """Where one time line's nine digit cells are in the block, and what they show."""
 
-    luma: list[tuple[slice, slice]]    # each cell's rows and columns in the luma block
-    chroma: list[tuple[slice, slice]]  # the same in the chroma block
-    shown: tuple[int, ...]             # the digits pasted now (-1: none yet)
+    luma: list[tuple[slice, slice, slice]]    # each cell's place in BlockArrays.luma
+    chroma: list[tuple[slice, slice, slice]]  # the same in BlockArrays.chroma
+    shown: tuple[int, ...]  # the digits pasted now (-1: none yet)
 
 
 class Stamper:
@@ -352,7 +380,7 @@ class Stamper:
         assert block is not None
         cells = ts.digit_cells
         assert cells is not None
-        inv, ta, inv_c, ta_c = block.inv, block.ta, block.inv_c, block.ta_c
+        luma, chroma = block.luma, block.chroma
         for slots, digits in ((self._slots[0], utc.digits), (self._slots[1], local.digits)):
             shown = slots.shown
             if shown == digits:
@@ -361,12 +389,8 @@ class Stamper:
                 d = digits[k]
                 if shown[k] != d:
                     cell = cells[d]
-                    at = slots.luma[k]
-                    inv[at] = cell.inv
-                    ta[at] = cell.ta
-                    at = slots.chroma[k]
-                    inv_c[at] = cell.inv_c
-                    ta_c[at] = cell.ta_c
+                    luma[slots.luma[k]] = cell.luma
+                    chroma[slots.chroma[k]] = cell.chroma
             slots.shown = digits
         return block
 
@@ -376,6 +400,7 @@ class Stamper:
         cells = self.typesetter.digit_cells
         assert block is not None and cells is not None
         new = (ms // 100, ms // 10 % 10, ms % 10)
+        luma, chroma = block.luma, block.chroma
         for slots in self._slots:
             shown = slots.shown
             if shown[6:] == new:
@@ -384,12 +409,8 @@ class Stamper:
                 d = new[k - 6]
                 if shown[k] != d:
                     cell = cells[d]
-                    at = slots.luma[k]
-                    block.inv[at] = cell.inv
-                    block.ta[at] = cell.ta
-                    at = slots.chroma[k]
-                    block.inv_c[at] = cell.inv_c
-                    block.ta_c[at] = cell.ta_c
+                    luma[slots.luma[k]] = cell.luma
+                    chroma[slots.chroma[k]] = cell.chroma
             slots.shown = shown[:6] + new
         return block
 
@@ -428,8 +449,8 @@ class Stamper:
             for j, char in enumerate(line.layout):
                 if j in positions:
                     at = (slice(row, row + band), slice(x, x + dc))
-                    luma.append(at)
-                    chroma.append((slice(row // 2, (row + band) // 2),
+                    luma.append((slice(None), *at))  # both halves: inv and ta
+                    chroma.append((slice(None), slice(row // 2, (row + band) // 2),
                                    slice(x // 2, (x + dc) // 2)))
                     if not (np.array_equal(block.inv[at], empty.inv)
                             and np.array_equal(block.ta[at], empty.ta)):
