@@ -16,14 +16,16 @@ the two alternating so that they share the machine's conditions:
   the decoder has let go of it, so ``make_writable`` copies nothing in a
   camera-like stream) -> stamp on the YUV 4:2:0 planes -> fingerprint -> duplicate
   check -> the same encoder -> frame digest, chain entry, MPEG-TS segment, signed
-  checkpoints (with their fsyncs) into a fresh store.
+  checkpoints (with their fsyncs) into a fresh store (the last run's deleted, and the
+  page cache written out, before the measure starts: before every run of both).
 
-Both decode alike (``vidproof.capture.raw.single_threaded``: one decoder thread, as
-transcode mode runs it) and encode alike (the same ``Encoder`` and settings, one
-thread); only vidproof's own work differs.
+Both decode alike (``vidproof.capture.raw.decoder_threads``: as many decoder threads
+as encoder threads, one here, as transcode mode sets them) and encode alike (the same
+``Encoder`` and settings, one thread); only vidproof's own work differs.
 
-Printed per size: frames per CPU-second of both, their ratio (target: at least
-0.95), the cost vidproof adds per frame, and, at 704x576, how many 12-fps cameras one
+Printed per size: frames per CPU-second of both (each its best run), their ratio
+(target: at least 0.95), the median of the ratios of the runs made side by side
+("pairs": how much the load moved the figures), the cost vidproof adds per frame, and, at 704x576, how many 12-fps cameras one
 core sustains (vidproof's frames per CPU-second / 12); then the machine's load
 averages before and after (CPU time also grows when other processes share the caches
 and memory: compare runs made at a low load).
@@ -40,6 +42,7 @@ import argparse
 import os
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 from fractions import Fraction
@@ -47,7 +50,7 @@ from pathlib import Path
 
 import av
 
-from vidproof.capture.raw import single_threaded
+from vidproof.capture.raw import decoder_threads
 from vidproof.capture.worker import Recorder, RecordSettings
 from vidproof.encode import PRESETS, TIME_BASE, Encoder, EncoderSettings, TranscodeSettings
 from vidproof.keys import generate, load_signer
@@ -110,7 +113,7 @@ def floor(path: Path, settings: EncoderSettings) -> int:
     count = 0
     with av.open(str(path)) as c:
         stream = c.streams.video[0]
-        single_threaded(stream.codec_context)  # the decoder as vidproof's raw sources set it
+        decoder_threads(stream.codec_context, settings.threads)  # as transcode mode does
         enc: Encoder | None = None
         none = av.video.frame.PictureType.NONE
         for frame in c.decode(stream):
@@ -124,10 +127,17 @@ def floor(path: Path, settings: EncoderSettings) -> int:
     return count
 
 
+def quiet(work: Path) -> None:
+    """Before each measured run (not measured): the last run's store deleted, and dirty
+    pages written out, so that no run pays for the one before (the kernel's writeback
+    and file deletion run beside the next run, on the same CPUs)."""
+    shutil.rmtree(work / "store", ignore_errors=True)
+    os.sync()
+
+
 def vidproof_run(path: Path, settings: EncoderSettings, key: Path, work: Path) -> int:
-    """The recorder in transcode mode, into a fresh store."""
+    """The recorder in transcode mode, into a fresh store (see quiet())."""
     store = work / "store"
-    shutil.rmtree(store, ignore_errors=True)
     transcode = TranscodeSettings("bench", LOCATION, settings, timezone="Europe/Paris")
     rec = RecordSettings(str(path), "bench", LOCATION, store, fast=True, transcode=transcode)
     result = Recorder(rec, load_signer(key)).run()
@@ -154,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
               f"inputs at {FPS} fps; best of {args.repeat}; CPU time of all threads; native "
               f"kernels {'built' if native_built() else 'NOT built (numpy)'}")
         header = (f"{'size':>10} {'frames':>6} {'floor fps':>10} {'vidproof fps':>13} "
-                  f"{'ratio':>6} {'added us/frame':>15}")
+                  f"{'ratio':>6} {'pairs':>6} {'added us/frame':>15}")
         print(header)
         print("-" * len(header))
         ok = True
@@ -162,28 +172,33 @@ def main(argv: list[str] | None = None) -> int:
         for (w, h), bitrate in SIZES.items():
             path = make_input(args.cache, w, h, bitrate, args.seconds)
             floor(path, settings)  # warm up: page cache, encoder libraries
-            times = {"floor": float("inf"), "vidproof": float("inf")}
+            runs: dict[str, list[float]] = {"floor": [], "vidproof": []}
             frames = {"floor": 0, "vidproof": 0}
-            for _ in range(args.repeat):
-                for name in ("floor", "vidproof"):
+            for i in range(args.repeat):
+                # Alternating, and in turn first: each pair shares the machine's state.
+                for name in ("floor", "vidproof")[::1 if i % 2 == 0 else -1]:
+                    quiet(work)
                     start = cpu()
                     n = (floor(path, settings) if name == "floor"
                          else vidproof_run(path, settings, key, work))
-                    times[name] = min(times[name], cpu() - start)
+                    runs[name].append(cpu() - start)
                     frames[name] = n
             if frames["floor"] != frames["vidproof"]:
                 print(f"frame counts differ: floor {frames['floor']}, vidproof "
                       f"{frames['vidproof']}", file=sys.stderr)
                 return 2
             n = frames["floor"]
-            f_fps, v_fps = n / times["floor"], n / times["vidproof"]
+            best_f, best_v = min(runs["floor"]), min(runs["vidproof"])
+            f_fps, v_fps = n / best_f, n / best_v
             ratio = v_fps / f_fps
-            added = (times["vidproof"] - times["floor"]) / n * 1e6
+            pairs = statistics.median(f / v for f, v in zip(runs["floor"], runs["vidproof"],
+                                                            strict=True))
+            added = (best_v - best_f) / n * 1e6
             ok = ok and ratio >= TARGET
             if (w, h) == (704, 576):
                 cameras = v_fps / CAMERA_FPS
             print(f"{w}x{h:<5} {n:>6} {f_fps:>10.1f} {v_fps:>13.1f} {ratio:>6.3f} "
-                  f"{added:>15.0f}")
+                  f"{pairs:>6.3f} {added:>15.0f}")
         print(f"target: ratio >= {TARGET} at both sizes: {'met' if ok else 'NOT met'}")
         print(f"one core sustains {cameras:.1f} cameras of 704x576 at {CAMERA_FPS} fps in "
               f"transcode mode (decode, stamp, encode at preset {args.preset}, sign)")

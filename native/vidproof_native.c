@@ -22,6 +22,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#define VP_ABI 2  /* bump when a function's signature or meaning changes (kernels.py) */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -417,5 +419,12 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__native(void)
 {
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    /* The functions' signatures: vidproof.stamp.kernels refuses a module built from
+     * another version of this file (a stale build), and uses numpy instead. */
+    if (m != NULL && PyModule_AddIntConstant(m, "ABI", VP_ABI) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -12,8 +12,10 @@ recorded beside the frame digest, so a change to them is detected too.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 H264 = "h264"
@@ -27,6 +29,13 @@ _PARAM_SETS = {H264: frozenset((7, 8)), HEVC: frozenset((32, 33, 34))}
 _FRAMING = {H264: frozenset((9, 10, 11, 12)), HEVC: frozenset((35, 36, 37, 38))}
 _LEN = struct.Struct(">I")
 Buffer = bytes | bytearray | memoryview  # packet data; a memoryview avoids a copy
+
+
+#: ``av.open`` options for a file that is only demuxed, never decoded (passthrough
+#: recording, verification). By default FFmpeg's stream probe decodes the first
+#: pictures (about 30 ms of CPU at 1080p) only to learn the pixel format; the codec,
+#: picture size, frame rate, time base and parameter sets come without decoding.
+NO_PROBE_DECODE = {"skip_frame": "all"}
 
 
 class BitstreamError(ValueError):
@@ -51,8 +60,10 @@ Spans = list[tuple[int, int]]
 _START = re.compile(b"\x00\x00\x01")
 
 
-def annexb_spans(data: Buffer) -> Spans:
-    """Offsets of the NAL units of Annex B data; trailing zero bytes belong to no NAL unit."""
+def annexb_spans_py(data: Buffer) -> Spans:
+    """Offsets of the NAL units of Annex B data; trailing zero bytes belong to no NAL unit.
+
+    The reference: :func:`annexb_spans` is this, or the same in C when it is built."""
     spans: Spans = []
     search = _START.search
     found = search(data)
@@ -68,6 +79,30 @@ def annexb_spans(data: Buffer) -> Spans:
             spans.append((begin, end))
         start = nxt
     return spans
+
+
+#: The C scanner's interface that this module calls (``ABI`` in native/vidproof_bitstream.c).
+BITSTREAM_ABI = 1
+
+
+def _native_annexb_spans() -> Callable[[Buffer], Spans] | None:
+    """The optional C scanner (native/vidproof_bitstream.c, built with the package when
+    there is a compiler), unless ``VIDPROOF_NATIVE=0`` or the build is stale."""
+    if os.environ.get("VIDPROOF_NATIVE", "").strip() == "0":
+        return None
+    try:
+        from . import _bitstream  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    if getattr(_bitstream, "ABI", None) != BITSTREAM_ABI:
+        return None
+    spans: Callable[[Buffer], Spans] = _bitstream.annexb_spans
+    return spans
+
+
+#: Offsets of the NAL units of Annex B data (:func:`annexb_spans_py`, in C when built:
+#: a start code is searched for from zero byte to zero byte, several times faster).
+annexb_spans: Callable[[Buffer], Spans] = _native_annexb_spans() or annexb_spans_py
 
 
 def length_prefixed_spans(data: Buffer, length_size: int = 4) -> Spans:

@@ -417,5 +417,7 @@ def transcode_source(spec: str, settings: TranscodeSettings, *, fast: bool,
     """The coded source of transcode mode for a source spec (see capture/raw.py)."""
     from .capture.raw import open_raw_source
 
+    # The decoder gets the encoder's threads (one each, or FFmpeg's choice).
     return transcode(open_raw_source(spec, fast=fast, duration=duration, clock=clock,
-                                     stop=stop, tls_ca=tls_ca), settings, clock)
+                                     stop=stop, tls_ca=tls_ca, threads=settings.encoder.threads),
+                     settings, clock)

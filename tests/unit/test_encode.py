@@ -26,11 +26,11 @@ from vidproof.capture.raw import (
     RawInfo,
     capture_frames,
     decode_coded,
+    decoder_threads,
     open_raw_source,
     parse_testsrc,
     raw_file,
     raw_testsrc,
-    single_threaded,
 )
 from vidproof.capture.sources import SourceLost, media_file
 from vidproof.chain import Chain
@@ -257,7 +257,7 @@ def _owned_through(owner: Owner, path: Path,
     out: list[tuple[Any, Any, Any, int]] = []
     with av.open(str(path)) as c:
         stream = c.streams.video[0]
-        single_threaded(stream.codec_context)
+        decoder_threads(stream.codec_context)
         for i, frame in enumerate(c.decode(stream)):
             out += owner.push(frame, i)
             if scribble:
@@ -323,6 +323,16 @@ def test_owner_past_its_longest_delay_copies_into_a_pool(tmp_path: Path) -> None
         x, y, w, h = stamper.box() or (0, 0, 0, 0)
         assert fingerprint(planes[0], sums=sums, changed=(y, h)) == \
             fingerprint_numpy(planes[0])
+
+
+def test_decoders_get_the_encoder_s_threads() -> None:
+    """One thread each (the many-cameras case, and the benchmark's), or FFmpeg's."""
+    one = av.CodecContext.create("h264", "r")
+    decoder_threads(one, 1)
+    assert one.thread_count == 1
+    auto = av.CodecContext.create("h264", "r")
+    decoder_threads(auto, 0)
+    assert auto.thread_count == 0 and auto.thread_type.name == "AUTO"
 
 
 def test_frame_pool_recycles_only_frames_nothing_else_holds() -> None:

@@ -174,6 +174,28 @@ def test_native_kernels_refuse_bad_arguments_without_crashing() -> None:
         mod.fingerprint(plane, 16, 1, b"\0" * 2048, 3, 17)
 
 
+def test_a_native_module_of_another_interface_is_not_used(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stale build (a _native module from another version of native/, which lacks
+    or changes functions) is refused: numpy is used instead."""
+    import types
+
+    stale = types.ModuleType("vidproof.stamp._native")
+    real_import = kernels_module.importlib.import_module
+
+    def importing(name: str, *args: object) -> object:
+        return stale if name.endswith("._native") else real_import(name)
+
+    monkeypatch.setattr(kernels_module.importlib, "import_module", importing)
+    assert kernels_module._import_native() is None  # no ABI: an old build
+    stale.ABI = kernels_module.ABI + 1  # type: ignore[attr-defined]
+    assert kernels_module._import_native() is None
+    stale.ABI = kernels_module.ABI  # type: ignore[attr-defined]
+    assert kernels_module._import_native() is stale
+    if native_built():
+        assert kernels_module._NATIVE.ABI == kernels_module.ABI  # the build in place
+
+
 def test_forced_numpy_and_required_native(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIDPROOF_NATIVE", "0")
     assert not Stamper(640, 360, **PLACE).native  # type: ignore[arg-type]
@@ -250,4 +272,6 @@ def test_build_without_a_compiler_succeeds_and_skips_the_extension(tmp_path: Pat
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "vidproof.stamp._native" in out.stderr and "failed" in out.stderr
+    assert "vidproof._bitstream" in out.stderr
     assert not list((tmp_path / "lib").rglob("_native*"))
+    assert not list((tmp_path / "lib").rglob("_bitstream*"))

@@ -12,8 +12,10 @@ camera-like stream); a stream whose decoder keeps its pictures longer than that
 has them copied into frames of a :class:`FramePool` (buffers of our own, recycled
 once nothing references them). Other formats are reformatted into a new frame.
 
-Decoders run on one thread (:func:`single_threaded`): transcode mode is measured in
-cameras per core, and FFmpeg's frame threads cost more CPU time per picture.
+Decoders get as many threads as the encoder (:func:`decoder_threads`; the
+``threads`` of :class:`vidproof.encode.EncoderSettings`, 0: FFmpeg's choice): one
+thread each for many cameras on a small box, where FFmpeg's frame threads would cost
+more CPU time per picture; FFmpeg's threads for one large picture that must keep up.
 
 Sources (``spec``):
 
@@ -167,9 +169,12 @@ class FramePool:
         return out, planes, sums
 
 
-def single_threaded(codec_context: Any) -> None:
-    """Decode on the calling thread (see the module's docstring)."""
-    codec_context.thread_count = 1
+def decoder_threads(codec_context: Any, threads: int = 1) -> None:
+    """Decode on ``threads`` threads (1: the calling thread; 0: FFmpeg's choice, frame
+    and slice threads), as the encoder does (see the module's docstring)."""
+    if threads != 1:
+        codec_context.thread_type = "AUTO"
+    codec_context.thread_count = threads
 
 
 def _view(plane: Any) -> np.ndarray:
@@ -297,7 +302,7 @@ def raw_testsrc(spec: str, *, fast: bool, duration: float | None,
 # -- media files --------------------------------------------------------------------
 
 def raw_file(path: str, *, fast: bool, duration: float | None,
-             clock: Clock) -> Iterator[RawItem]:
+             clock: Clock, threads: int = 1) -> Iterator[RawItem]:
     """A media file in any codec FFmpeg decodes, decoded frame by frame."""
     if not Path(path).is_file():
         raise SourceError(f"source {path!r} does not exist or is not a file; expected "
@@ -313,7 +318,7 @@ def raw_file(path: str, *, fast: bool, duration: float | None,
             raise SourceError(f"{path} has no video stream")
         stream = container.streams.video[0]
         cc = stream.codec_context
-        single_threaded(cc)
+        decoder_threads(cc, threads)
         owner = Owner()
         fps = _fps(stream.average_rate) or _fps(stream.guessed_rate)
         name = Path(path).name
@@ -352,7 +357,7 @@ def raw_file(path: str, *, fast: bool, duration: float | None,
 # -- coded sources, decoded (RTSP) ----------------------------------------------------
 
 def decode_coded(items: Iterator[StreamInfo | CodedFrame | SourceLost],
-                 kind: str) -> Iterator[RawItem]:
+                 kind: str, threads: int = 1) -> Iterator[RawItem]:
     """Decode a coded source (:mod:`vidproof.capture.sources`) into raw frames.
 
     Each decoded picture keeps the capture times of the packet it came from
@@ -409,7 +414,7 @@ def decode_coded(items: Iterator[StreamInfo | CodedFrame | SourceLost],
         if isinstance(item, StreamInfo):
             yield from drain()
             decoder = av.CodecContext.create(item.codec, "r")
-            single_threaded(decoder)
+            decoder_threads(decoder, threads)
             if item.extradata:
                 decoder.extradata = item.extradata
             info, size = item, None
@@ -504,9 +509,10 @@ def raw_device(spec: str, *, duration: float | None, clock: Clock,
 
 def open_raw_source(spec: str, *, fast: bool, duration: float | None,
                     clock: Clock = time.time_ns, stop: Callable[[], bool] = lambda: False,
-                    tls_ca: Path | None = None,
-                    backoff: Backoff | None = None) -> Iterator[RawItem]:
-    """A raw-frame source for ``spec`` (see the module's docstring)."""
+                    tls_ca: Path | None = None, backoff: Backoff | None = None,
+                    threads: int = 1) -> Iterator[RawItem]:
+    """A raw-frame source for ``spec`` (see the module's docstring); ``threads``: the
+    decoder's (see :func:`decoder_threads`)."""
     if spec.startswith("testsrc"):
         return raw_testsrc(spec, fast=fast, duration=duration, clock=clock)
     if spec.startswith("device:"):
@@ -514,8 +520,8 @@ def open_raw_source(spec: str, *, fast: bool, duration: float | None,
     if spec.startswith(("rtsp://", "rtsps://")):
         coded = rtsp(spec, duration=duration, clock=clock, stop=stop, tls_ca=tls_ca,
                      backoff=backoff)
-        return decode_coded(coded, "rtsp")
+        return decode_coded(coded, "rtsp", threads)
     if "://" in spec:
         raise UsageError(f"source {redact(spec)!r} has an unsupported scheme; expected "
                          "rtsp:// or rtsps://")
-    return raw_file(spec, fast=fast, duration=duration, clock=clock)
+    return raw_file(spec, fast=fast, duration=duration, clock=clock, threads=threads)

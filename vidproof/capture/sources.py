@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import av
 
-from ..digest import SUPPORTED_CODECS
+from ..digest import NO_PROBE_DECODE, SUPPORTED_CODECS
 from ..errors import SourceError, UsageError
 
 Clock = Callable[[], int]
@@ -201,7 +201,7 @@ def media_file(path: str, *, fast: bool, duration: float | None,
         raise SourceError(f"source {path!r} does not exist or is not a file; "
                           "expected testsrc[:WxH@FPS], a media file, rtsp://… or rtsps://…")
     try:
-        container = av.open(path)
+        container = av.open(path, options=NO_PROBE_DECODE)  # passthrough: never decoded
     except (av.FFmpegError, OSError) as exc:
         raise _open_error(f"{path} as a media file", exc) from None
     try:

@@ -33,11 +33,17 @@ class NativeUnavailable(ImportError):
     """The native kernels were required (``VIDPROOF_NATIVE=1``) but are not built."""
 
 
+#: The C kernels' interface that this code calls (``ABI`` in native/vidproof_native.c).
+ABI = 2
+
+
 def _import_native() -> ModuleType | None:
     try:
-        return importlib.import_module(f"{__package__}._native")
+        mod = importlib.import_module(f"{__package__}._native")
     except ImportError:
         return None
+    # A module built from another version of native/ (a stale build in place): not used.
+    return mod if getattr(mod, "ABI", None) == ABI else None
 
 
 _NATIVE = _import_native()

@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 
 from ..canonical import CanonicalError, canonical_bytes, parse_frame_line
-from ..digest import SUPPORTED_CODECS, BitstreamError, FrameHasher
+from ..digest import NO_PROBE_DECODE, SUPPORTED_CODECS, BitstreamError, FrameHasher
 from ..errors import CouldNotVerify, EvidenceError, UsageError
 from ..model import check_camera_id
 from ..trust.policy import TrustPolicy
@@ -93,8 +93,8 @@ def read_media(paths: Sequence[Path]) -> tuple[list[ObservedFrame], list[MediaPr
         name = path.name
         try:
             # An absolute path: FFmpeg would read "name:" at the start of a relative
-            # one as a protocol.
-            container = av.open(os.path.abspath(path))
+            # one as a protocol. Only demuxed: the probe decodes nothing.
+            container = av.open(os.path.abspath(path), options=NO_PROBE_DECODE)
         except (av.FFmpegError, OSError) as exc:
             problems.append(MediaProblem(name, f"not readable as media ({exc})", 0))
             continue
