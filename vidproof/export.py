@@ -36,6 +36,7 @@ from .errors import UsageError
 from .journal import Journal
 from .keys import Signer, public_pem
 from .model import FORMAT, RecordError, check_camera_id, entry_from_json
+from .retention import read_index
 from .store import EVIDENCE, list_segments
 
 BUNDLE_FORMAT = "vidproof-bundle/1"
@@ -110,6 +111,9 @@ class Selection:
     frames: list[dict[str, Any]]
     contexts: list[dict[str, Any]]  # contexts in force that precede the anchor
     trimmed: bool  # the requested end was not signed yet; cut at the last checkpoint
+    # Every recorded frame's seq by its digest (the last, where pictures repeat): places
+    # segments that begin before the selection (see _first_segment).
+    seq_of_digest: dict[str, int] = field(default_factory=dict)
 
 
 def select(cam: _Camera, start_ns: int, end_ns: int) -> Selection:
@@ -149,7 +153,8 @@ def select(cam: _Camera, start_ns: int, end_ns: int) -> Selection:
     in_range = {entry_hash(e) for e in entries if e["type"] == "context"}
     needed = {e["ctx"] for e in entries if e["type"] != "context"} - in_range
     contexts = [cam.contexts[h] for h in sorted(needed) if h in cam.contexts]
-    return Selection(anchor, end, entries, chosen, contexts, trimmed)
+    return Selection(anchor, end, entries, chosen, contexts, trimmed,
+                     {f["digest"]: f["seq"] for f in frames})
 
 
 def timestamps_for_clip(cam: _Camera, sel: Selection) -> dict[str, Any]:
@@ -215,19 +220,40 @@ def _segment_shift(seg_pts: int | None, frame: dict[str, Any], tb: Fraction) -> 
     return seg_pts - round(pts * Fraction(rec_tb[0], rec_tb[1]) / tb)
 
 
+def _first_segment(cam_dir: Path, segments: list[Path], sel: Selection) -> int:
+    """The index of the segment that holds the selection's first frame, or the last one
+    before it: segments that end before the selection are skipped. The segment index
+    (``segments/index.jsonl``, unsigned: a hint) names it, and the digest of that
+    segment's first frame confirms it; without an index, or where the two disagree,
+    the first frame of every segment is digested."""
+    first_seq = sel.frames[0]["seq"]
+    digest_seq = sel.seq_of_digest  # a repeated picture: its last seq (start no later)
+
+    def starts_before(i: int) -> bool:
+        d = _segment_first_digest(segments[i])
+        return d is not None and d in digest_seq and digest_seq[d] <= first_seq
+
+    spans = read_index(cam_dir)
+    hinted = [i for i, seg in enumerate(segments)
+              if (span := spans.get(seg.name)) is not None and span.first_seq is not None
+              and span.first_seq <= first_seq]
+    if hinted and starts_before(hinted[-1]):
+        nxt = hinted[-1] + 1  # and the next one starts after the selection's first frame
+        if nxt == len(segments) or not starts_before(nxt):
+            return hinted[-1]
+    start = 0
+    for i in range(len(segments)):
+        if starts_before(i):
+            start = i
+    return start
+
+
 def _iter_frames(cam_dir: Path, sel: Selection) -> Iterator[tuple[_Packet, Any]]:
     """The recorded packets of the selection, in order, with the stream they come from;
     timestamps as signed (see :func:`_segment_shift`)."""
     seq_of = {f["digest"]: f["seq"] for f in sel.frames}
     segments = list_segments(cam_dir)
-    # Skip segments that end before the selection: a segment's first frame tells where it starts.
-    start = 0
-    first_seq = sel.frames[0]["seq"]
-    digest_seq = {f["digest"]: f["seq"] for f in sel.entries if f["type"] == "frame"}
-    for i, seg in enumerate(segments):
-        d = _segment_first_digest(seg)
-        if d is not None and d in digest_seq and digest_seq[d] <= first_seq:
-            start = i
+    start = _first_segment(cam_dir, segments, sel)
     wanted = [f["digest"] for f in sel.frames]
     pos = 0
     for seg in segments[start:]:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
 from .model import RecordError, check_camera_id
-from .store import EVIDENCE, SEGMENTS, lines_backwards, list_segments
+from .store import EVIDENCE, SEGMENTS, fsync_dir, lines_backwards, list_segments
 
 if TYPE_CHECKING:
     from .chain import Chain
@@ -71,14 +71,6 @@ def iso_ns(ns: int) -> str:
 def days_text(days: float) -> str:
     """The retention period as the decimal text given (30 -> "30", 0.0001 -> "0.0001")."""
     return str(int(days)) if days == int(days) else repr(days)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _int(value: Any) -> int | None:
@@ -379,7 +371,7 @@ def _save_holds(store: Path, holds: list[Hold]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(store)
+    fsync_dir(store)
 
 
 def add_hold(store: Path, camera: str, from_utc_ns: int, to_utc_ns: int, *, kind: str,
@@ -650,7 +642,7 @@ class RetentionKeeper:
                 "event_seq": event_seq, "journal_seq": journal_seq,
             })
             path.unlink()
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         except OSError as exc:
             log.warning("%s: %s not destroyed (%s); retried at the next pass", self.camera,
                         path.name, exc)

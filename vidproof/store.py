@@ -100,7 +100,8 @@ def lines_backwards(path: Path) -> Iterator[bytes]:
             yield tail
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (files created, renamed, removed) durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -116,7 +117,7 @@ class EvidenceWriter:
         self.path = path
         self._file = open(path, "ab")  # noqa: SIM115 - lives as long as the writer
         if not existed:
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
 
     def append(self, entry: dict[str, Any]) -> str:
         data = canonical_bytes(entry)
@@ -165,7 +166,7 @@ class SegmentWriter:
         self._last_dts: int | None = None
         self._unflushed = False  # packets muxed since FFmpeg's I/O buffer was last flushed
         self._flush_each = flush_each
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def write(self, data: bytes | memoryview, pts: int | None, dts: int | None,
               time_base: Fraction, keyframe: bool, *, flush: bool = False,
@@ -318,7 +319,7 @@ def recover(cam_dir: Path) -> ChainState:
             f.write(tail)
             f.flush()
             os.fsync(f.fileno())
-        _fsync_dir(crash_dir)
+        fsync_dir(crash_dir)
         with open(log, "r+b") as f:
             f.truncate(cut)
             os.fsync(f.fileno())

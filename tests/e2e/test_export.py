@@ -508,3 +508,49 @@ def test_export_during_live_recording_costs_it_no_frame(tmp_path: Path, keys: Ke
     code, report = verify_json(tmp_path / "open.zip", keys.pub)
     assert code == 0, show(report["findings"])
     assert 2 * FPS <= report["frames"] < duration * FPS
+
+
+def test_export_finds_its_first_segment_from_the_index_and_without_it(
+        exported: Exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The segment index (an unsigned hint) spares opening every segment; the clip is
+    the same with the index, without it, and with an index that lies."""
+    from vidproof import export as export_module
+    from vidproof.keys import load_signer
+
+    probed: list[str] = []
+    real = export_module._segment_first_digest
+
+    def counting(path: Path) -> str | None:
+        probed.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(export_module, "_segment_first_digest", counting)
+    store = tmp_path / "store"
+    shutil.copytree(exported.store, store)
+    index = store / CAM / "segments" / "index.jsonl"
+    segments = sorted((store / CAM / "segments").glob("*.ts"))
+    assert len(segments) >= 6 and index.is_file()
+    # The last 4 s of the recording: in its last segment.
+    last = frames_of(exported.recorded_log())[-1]
+    end = datetime.fromtimestamp(last["utc_ns"] / 1e9, tz=UTC)
+    signer = load_signer(exported.keys.key)
+
+    def clip(name: str) -> list[tuple[bytes, ...]]:
+        probed.clear()
+        req = export_module.ExportRequest(store, CAM, end - timedelta(seconds=4), end,
+                                          tmp_path / f"{name}.zip", CASE, OFFICER)
+        result = export_module.export(req, signer, time.time_ns())
+        assert result.frames >= 4 * FPS - 1
+        return annexb_pictures(unpack(result.bundle, tmp_path / name) / "clip.mp4")
+
+    with_index = clip("with-index")
+    assert len(probed) <= 2, probed  # the hinted segment, and the one after it if any
+    index.rename(index.with_suffix(".bak"))
+    without = clip("without-index")
+    assert len(probed) == len(segments)
+    # An index that places every segment at seq 1: the digests overrule it.
+    lines = [json.loads(x) for x in index.with_suffix(".bak").read_text().splitlines()]
+    index.write_text("".join(json.dumps({**x, "first_seq": 1}) + "\n" if "first_seq" in x
+                             else json.dumps(x) + "\n" for x in lines))
+    lying = clip("lying-index")
+    assert with_index == without == lying and len(with_index) >= 4 * FPS - 1

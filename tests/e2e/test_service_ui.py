@@ -17,7 +17,6 @@ import json
 import math
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import vidproof
+from tests.e2e.service_harness import free_port
 from tests.e2e.test_player import Chromium, _have_chromium, wait_file
 
 pytestmark = pytest.mark.slow
@@ -75,13 +75,6 @@ close_shot = false
 
 # ---------------------------------------------------------------------------------------
 # The service
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

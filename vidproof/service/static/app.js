@@ -414,6 +414,7 @@
     const v = card.values;
     v.state.textContent = stateName + (cam.worker_pid ? ` (worker pid ${cam.worker_pid})` : '');
     v.frames.textContent = `${cam.frames_out} (${cam.frames_in})`;
+    card.framesOut = cam.frames_out;
     v.dropped.textContent = String(cam.dropped_frames);
     if (cam.last_frame_utc) {
       const age = (Date.now() - new Date(cam.last_frame_utc).getTime()) / 1000;
@@ -440,7 +441,9 @@
     const now = new Date();
     const from = new Date(now.getTime() - span * 1000);
     await Promise.all(Array.from(state.cameras.values()).map(async (card) => {
-      if (can(PICTURE_ROLES)) {
+      // A picture is asked for once the worker has signed frames (their segment is then
+      // on disk), or when the store already had some (a previous run's).
+      if (can(PICTURE_ROLES) && (card.framesOut > 0 || card.stored)) {
         card.img.src = withToken(`/api/cameras/${encodeURIComponent(card.id)}/thumbnail` +
                                  `?t=${now.getTime()}`);
       }
@@ -456,6 +459,7 @@
   }
 
   function drawTimeline(card, rec, from, to) {
+    if (rec.ranges.length) card.stored = true;  // footage on disk: a picture can be asked for
     const t0 = from.getTime();
     const span = to.getTime() - t0;
     const W = 1000;
