@@ -23,14 +23,22 @@ Both decode alike (``vidproof.capture.raw.decoder_threads``: as many decoder thr
 as encoder threads, one here, as transcode mode sets them) and encode alike (the same
 ``Encoder`` and settings, one thread); only vidproof's own work differs.
 
+Each run starts a recorder as a camera connection does: a new store, the stamp's
+glyphs laid out, the encoder opened, the first segment created (about 15 ms of CPU
+at 704x576, paid once per connection, where a camera then records for hours). The
+inputs are 20 s long by default so that the figures are those of a camera that is
+recording, not of one that is starting: on 8 s, start-up alone weighs about 75 us a
+frame at 704x576 (``--seconds 8`` shows it).
+
 Printed per size: frames per CPU-second of both (each its best run), their ratio
 (target: at least 0.95), the median of the ratios of the runs made side by side
-("pairs": how much the load moved the figures), the cost vidproof adds per frame, and, at 704x576, how many 12-fps cameras one
-core sustains (vidproof's frames per CPU-second / 12); then the machine's load
-averages before and after (CPU time also grows when other processes share the caches
-and memory: compare runs made at a low load).
+("pairs": how much the load moved the figures), the cost vidproof adds per frame,
+and, at 704x576, how many 12-fps cameras one core sustains (vidproof's frames per
+CPU-second / 12); then the machine's load averages before and after (CPU time also
+grows when other processes share the caches and memory: compare runs made at a low
+load).
 
-    .venv/bin/python benchmarks/transcode.py [--seconds 8] [--repeat 5] [--preset veryfast]
+    .venv/bin/python benchmarks/transcode.py [--seconds 20] [--repeat 7] [--preset veryfast]
                                              [--cache DIR] [--strict]
 
 ``--strict`` exits 1 when a ratio misses the target.
@@ -146,8 +154,8 @@ def vidproof_run(path: Path, settings: EncoderSettings, key: Path, work: Path) -
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seconds", type=int, default=8)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--seconds", type=int, default=20)  # see the docstring
+    ap.add_argument("--repeat", type=int, default=7)  # CPU time varies by a few % a run
     ap.add_argument("--preset", default="veryfast", choices=PRESETS)
     ap.add_argument("--cache", type=Path, default=default_cache())
     ap.add_argument("--strict", action="store_true")

@@ -382,9 +382,10 @@ class Transcoder:
             if meta is None:  # not a picture we gave it (never seen with these settings)
                 continue
             utc, cam, fp, dup = meta
-            # The packet goes along: the recorder muxes it as it is (no second copy).
-            out.append(EncodedFrame(bytes(p), p.pts, p.dts, TIME_BASE, p.is_keyframe, utc, cam,
-                                    fp, dup, packet=p))
+            # The packet goes along: the recorder digests it in place and muxes it as
+            # it is (no copy).
+            out.append(EncodedFrame(memoryview(p), p.pts, p.dts, TIME_BASE, p.is_keyframe,
+                                    utc, cam, fp, dup, packet=p))
         return out
 
 
