@@ -55,9 +55,12 @@ def toml_value(value: str | bool | float) -> str:
     return json.dumps(value)  # a JSON string is a TOML basic string
 
 
-def write_config(path: Path, cameras: list[CameraSpec], segment_seconds: float = 2) -> Path:
+def write_config(path: Path, cameras: list[CameraSpec], segment_seconds: float = 2,
+                 tables: str = "") -> Path:
+    """A site config; ``tables``: more TOML tables ([ntp], [tsa]) as text."""
     lines = ['[site]', 'name = "vidproof test site"', "",
-             "[storage]", 'path = "data"', f"segment_seconds = {segment_seconds}", ""]
+             "[storage]", 'path = "data"', f"segment_seconds = {segment_seconds}", "",
+             tables]
     for i, cam in enumerate(cameras):
         lines += ["[[cameras]]", f"id = {toml_value(cam.id)}",
                   f"source = {toml_value(cam.source)}",
@@ -291,10 +294,10 @@ class Service:
 
 @contextmanager
 def running_service(root: Path, cameras: list[CameraSpec], *, env: dict[str, str] | None = None,
-                    roles: tuple[str, ...] = ROLES, segment_seconds: float = 2
-                    ) -> Iterator[Service]:
+                    roles: tuple[str, ...] = ROLES, segment_seconds: float = 2,
+                    tables: str = "") -> Iterator[Service]:
     root.mkdir(parents=True, exist_ok=True)
-    config = write_config(root / "site.toml", cameras, segment_seconds)
+    config = write_config(root / "site.toml", cameras, segment_seconds, tables)
     svc = Service(root, config, env)
     add_users(svc.users, root, roles)
     try:

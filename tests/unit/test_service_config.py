@@ -19,9 +19,13 @@ from vidproof.errors import UsageError
 from vidproof.service.config import (
     CAMERA_KEYS,
     MAX_RETENTION_DAYS,
+    NTP_KEYS,
     SITE_KEYS,
     STORAGE_KEYS,
     TOP_KEYS,
+    TSA_KEYS,
+    NtpConfig,
+    TsaConfig,
     load_config,
 )
 from vidproof.service.supervisor import Supervisor
@@ -72,7 +76,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert (c.host, c.port) == ("127.0.0.1", 8080)
     assert c.segment_seconds == 60.0
     assert c.retention_days == 30.0 and c.retention_override is False
-    assert c.ntp == {} and c.tsa == {}
+    assert c.ntp is None and c.tsa is None  # the host's clock as it is, no TSA
     (cam,) = c.cameras
     assert (cam.id, cam.source) == ("cam1", "testsrc:320x240@12")
     assert (cam.location.label, cam.location.lat, cam.location.lon) == (
@@ -98,10 +102,15 @@ retention_days = 45
 retention_override = true
 
 [ntp]
-servers = ["ntp.example"]
+servers = ["ntp.example", "[::1]:1123"]
+max_offset_ms = 250
+interval_seconds = 30
+allow_unsynced = true
 
 [tsa]
 url = "https://tsa.example/"
+interval_seconds = 120
+cert = "tsa/cacert.pem"
 ''' + camera("a", extra='close_shot = false\nstamp = true\nenabled = false\n'
              'credentials_file = "secrets/a.cred"') + camera(
         "b", "rtsp://127.0.0.1:8554/cam", 'credentials_env = "CAM_B"')
@@ -111,7 +120,8 @@ url = "https://tsa.example/"
     assert c.users_file == tmp_path / "etc" / "users.json"
     assert c.data_dir == Path("/srv/vidproof") and c.segment_seconds == 12.5
     assert c.retention_days == 45 and c.retention_override is True
-    assert c.ntp == {"servers": ["ntp.example"]} and c.tsa == {"url": "https://tsa.example/"}
+    assert c.ntp == NtpConfig(("ntp.example", "[::1]:1123"), 250.0, 30.0, True)
+    assert c.tsa == TsaConfig("https://tsa.example/", 120.0, tmp_path / "tsa" / "cacert.pem")
     a, b = c.cameras
     assert (a.close_shot, a.stamp, a.enabled) == (False, True, False)
     assert a.credentials_file == tmp_path / "secrets" / "a.cred"
@@ -341,6 +351,11 @@ def test_site_example_documents_every_field() -> None:
     comments = "\n".join(ln for ln in text.splitlines() if ln.startswith("#"))
     for key in CAMERA_KEYS:
         assert re.search(rf"\b{key}\b", comments), f"camera key {key} not explained"
+    # [ntp] and [tsa]: every key shown, commented out (empty tables: not in use).
+    for name, keys in (("ntp", NTP_KEYS), ("tsa", TSA_KEYS)):
+        body = section(name)
+        for key in keys:
+            assert re.search(rf"^# {key} = \S", body, re.M), f"[{name}] {key} undocumented"
     # And no key in the example that the loader would refuse.
     assert set(raw["site"]) <= SITE_KEYS and set(raw["storage"]) <= STORAGE_KEYS
 
@@ -349,3 +364,38 @@ def test_demo_config_loads() -> None:
     c = load_config(DEMO)
     assert len([cam for cam in c.cameras if cam.enabled]) == 2
     assert all(cam.source.startswith("testsrc") for cam in c.cameras)
+
+
+def test_time_sources_become_the_workers_record_flags(tmp_path: Path) -> None:
+    c = load_config(write(tmp_path, '[ntp]\nservers = ["127.0.0.1:1123"]\n'
+                          '[tsa]\nurl = "http://127.0.0.1:8318/tsr"\ncert = "tsa.pem"\n'
+                          + camera()))
+    cmd = Supervisor(c)._command(c.cameras[0])
+    tail = cmd[cmd.index("--ntp=127.0.0.1:1123"):]
+    assert tail == ["--ntp=127.0.0.1:1123", "--max-clock-offset-ms", "500.0",
+                    "--ntp-interval", "60.0", "--tsa", "http://127.0.0.1:8318/tsr",
+                    "--tsa-interval", "60.0", "--tsa-cert", str(tmp_path / "tsa.pem")]
+    # Without the tables, the workers are given none of these flags.
+    plain = load_config(write(tmp_path, camera()))
+    assert not [a for a in Supervisor(plain)._command(plain.cameras[0])
+                if a.startswith(("--ntp", "--tsa", "--max-clock", "--allow-unsynced"))]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[ntp]\nserver = ["a"]\n', "unknown setting 'server'"),
+    ("[ntp]\nmax_offset_ms = 5\n", "'servers' is required"),
+    ("[ntp]\nservers = []\n", "non-empty list"),
+    ('[ntp]\nservers = ["a:99999"]\n', "port must be 1-65535"),
+    ('[ntp]\nservers = ["a"]\nmax_offset_ms = -1\n', "[ntp] max_offset_ms must be a positive"),
+    ('[ntp]\nservers = ["a"]\nallow_unsynced = "yes"\n', "'allow_unsynced' has the wrong type"),
+    ('[tsa]\nurl = "ftp://tsa.example/"\n', "not an http:// or https:// URL"),
+    ("[tsa]\ninterval_seconds = 5\n", "'url' is required"),
+    ('[tsa]\nurl = "https://t.example/"\ninterval_seconds = 0\n',
+     "[tsa] interval_seconds must be a positive"),
+    ('[tsa]\nurl = "https://t.example/"\nca_file = "x"\n', "unknown setting 'ca_file'"),
+])
+def test_bad_time_sources_are_refused_in_one_line(tmp_path: Path, text: str,
+                                                   message: str) -> None:
+    with pytest.raises(UsageError) as e:
+        load_config(write(tmp_path, text + camera()))
+    assert message in str(e.value) and "\n" not in str(e.value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -26,6 +26,41 @@ SITE_KEYS = frozenset({"name", "host", "port", "key", "users_file"})
 STORAGE_KEYS = frozenset({"path", "segment_seconds", "retention_days", "retention_override"})
 CAMERA_KEYS = frozenset({"id", "source", "location", "lat", "lon", "close_shot", "stamp",
                          "credentials_file", "credentials_env", "enabled"})
+NTP_KEYS = frozenset({"servers", "max_offset_ms", "interval_seconds", "allow_unsynced"})
+TSA_KEYS = frozenset({"url", "interval_seconds", "cert"})
+
+
+@dataclass(frozen=True)
+class NtpConfig:
+    """[ntp]: every worker measures its clock against these servers (``record --ntp``),
+    refuses to start beyond ``max_offset_ms`` unless ``allow_unsynced``, and measures
+    again every ``interval_seconds``."""
+
+    servers: tuple[str, ...]
+    max_offset_ms: float = 500.0
+    interval_seconds: float = 60.0
+    allow_unsynced: bool = False
+
+    def flags(self) -> list[str]:
+        out = [f"--ntp={s}" for s in self.servers]
+        out += ["--max-clock-offset-ms", repr(self.max_offset_ms),
+                "--ntp-interval", repr(self.interval_seconds)]
+        return out + (["--allow-unsynced-clock"] if self.allow_unsynced else [])
+
+
+@dataclass(frozen=True)
+class TsaConfig:
+    """[tsa]: every worker has its checkpoints time-stamped by this RFC 3161 authority
+    (``record --tsa``) at most every ``interval_seconds``; ``cert``: its certificate
+    (or CA), kept with the evidence."""
+
+    url: str
+    interval_seconds: float = 60.0
+    cert: Path | None = None
+
+    def flags(self) -> list[str]:
+        out = ["--tsa", self.url, "--tsa-interval", repr(self.interval_seconds)]
+        return out + (["--tsa-cert", str(self.cert)] if self.cert is not None else [])
 
 
 @dataclass(frozen=True)
@@ -74,8 +109,8 @@ class SiteConfig:
     retention_override: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
-    ntp: dict[str, Any] = field(default_factory=dict)
-    tsa: dict[str, Any] = field(default_factory=dict)
+    ntp: NtpConfig | None = None
+    tsa: TsaConfig | None = None
 
     @property
     def store(self) -> Path:
@@ -111,10 +146,52 @@ def _known(table: dict[str, Any], allowed: frozenset[str], where: str) -> None:
                          f"{', '.join(sorted(allowed))}")
 
 
-def _seconds(value: float, what: str, where: str) -> float:
+def _seconds(value: float, what: str, where: str, table: str = "storage") -> float:
     if not (math.isfinite(value) and value > 0):
-        raise UsageError(f"{where}: [storage] {what} must be a positive, finite number")
+        raise UsageError(f"{where}: [{table}] {what} must be a positive, finite number")
     return value
+
+
+def _ntp(raw: dict[str, Any], where: str) -> NtpConfig | None:
+    table = _opt(raw, "ntp", dict, None, where)
+    if not table:  # absent or empty: the host's clock, as it is
+        return None
+    w = where + " [ntp]"
+    _known(table, NTP_KEYS, w)
+    servers = _req(table, "servers", list, w)
+    if not servers or not all(isinstance(x, str) and x.strip() for x in servers):
+        raise UsageError(f"{w}: 'servers' must be a non-empty list of host names "
+                         "(\"host\" or \"host:port\")")
+    from ..timestamp.ntp import Server  # checks each as record --ntp does
+
+    for x in servers:
+        try:
+            Server.parse(x)
+        except (UsageError, ValueError) as exc:
+            raise UsageError(f"{w}: {exc}") from None
+    return NtpConfig(
+        tuple(servers),
+        _seconds(float(_opt(table, "max_offset_ms", (int, float), 500, w)), "max_offset_ms",
+                 where, "ntp"),
+        _seconds(float(_opt(table, "interval_seconds", (int, float), 60, w)),
+                 "interval_seconds", where, "ntp"),
+        bool(_opt(table, "allow_unsynced", bool, False, w)))
+
+
+def _tsa(raw: dict[str, Any], where: str, rel: Any) -> TsaConfig | None:
+    table = _opt(raw, "tsa", dict, None, where)
+    if not table:  # absent or empty: no trusted timestamps
+        return None
+    w = where + " [tsa]"
+    _known(table, TSA_KEYS, w)
+    url = _req(table, "url", str, w)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{w}: url {url!r} is not an http:// or https:// URL")
+    cert = _opt(table, "cert", str, None, w)
+    return TsaConfig(url, _seconds(float(_opt(table, "interval_seconds", (int, float), 60, w)),
+                                   "interval_seconds", where, "tsa"),
+                     rel(cert) if cert else None)
 
 
 def load_config(path: Path, data_dir: Path | None = None,
@@ -202,5 +279,5 @@ def load_config(path: Path, data_dir: Path | None = None,
         retention_days=retention, retention_override=override,
         host=str(_opt(site, "host", str, "127.0.0.1", where)),
         port=port,
-        ntp=dict(_opt(raw, "ntp", dict, {}, where)), tsa=dict(_opt(raw, "tsa", dict, {}, where)),
+        ntp=_ntp(raw, where), tsa=_tsa(raw, where, rel),
     )

@@ -73,6 +73,10 @@ class Supervisor:
             cmd.append("--stamp")
         if not cam.close_shot:
             cmd.append("--wide-shot")
+        if c.ntp is not None:  # clock discipline and trusted time, as record takes them
+            cmd += c.ntp.flags()
+        if c.tsa is not None:
+            cmd += c.tsa.flags()
         return cmd
 
     def status_path(self, camera_id: str) -> Path:
