@@ -388,7 +388,7 @@ def _serve(args: argparse.Namespace) -> int:
         generate(config.key.parent)
         print(f"generated the recorder key {config.key} (public key: "
               f"{config.key.with_suffix('.pub')})")
-    signer = load_signer(config.key)
+    signer = load_signer(config.key, cert=config.cert)
     config.store.mkdir(parents=True, exist_ok=True)
     service = Service(config, signer, Supervisor(config))
     host, port = args.host or config.host, args.port or config.port

@@ -56,9 +56,11 @@ def toml_value(value: str | bool | float) -> str:
 
 
 def write_config(path: Path, cameras: list[CameraSpec], segment_seconds: float = 2,
-                 tables: str = "") -> Path:
-    """A site config; ``tables``: more TOML tables ([ntp], [tsa]) as text."""
-    lines = ['[site]', 'name = "vidproof test site"', "",
+                 tables: str = "", site: dict[str, str | list[str]] | None = None) -> Path:
+    """A site config; ``tables``: more TOML tables ([ntp], [tsa]) as text; ``site``:
+    more [site] settings."""
+    lines = ['[site]', 'name = "vidproof test site"',
+             *(f"{k} = {json.dumps(v)}" for k, v in (site or {}).items()), "",
              "[storage]", 'path = "data"', f"segment_seconds = {segment_seconds}", "",
              tables]
     for i, cam in enumerate(cameras):
@@ -295,9 +297,10 @@ class Service:
 @contextmanager
 def running_service(root: Path, cameras: list[CameraSpec], *, env: dict[str, str] | None = None,
                     roles: tuple[str, ...] = ROLES, segment_seconds: float = 2,
-                    tables: str = "") -> Iterator[Service]:
+                    tables: str = "", site: dict[str, str | list[str]] | None = None
+                    ) -> Iterator[Service]:
     root.mkdir(parents=True, exist_ok=True)
-    config = write_config(root / "site.toml", cameras, segment_seconds, tables)
+    config = write_config(root / "site.toml", cameras, segment_seconds, tables, site)
     svc = Service(root, config, env)
     add_users(svc.users, root, roles)
     try:

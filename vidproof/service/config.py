@@ -22,7 +22,7 @@ MAX_RETENTION_DAYS = 30  # decree of 3 August 2007: at most one month
 # Every key the loader accepts (configs/site.example.toml documents each); any other key
 # is refused, so that a misspelt setting is not silently replaced by its default.
 TOP_KEYS = frozenset({"site", "storage", "cameras", "ntp", "tsa"})
-SITE_KEYS = frozenset({"name", "host", "port", "key", "users_file"})
+SITE_KEYS = frozenset({"name", "host", "port", "key", "cert", "trust", "crls", "users_file"})
 STORAGE_KEYS = frozenset({"path", "segment_seconds", "retention_days", "retention_override"})
 CAMERA_KEYS = frozenset({"id", "source", "location", "lat", "lon", "close_shot", "stamp",
                          "credentials_file", "credentials_env", "enabled"})
@@ -111,6 +111,12 @@ class SiteConfig:
     port: int = 8080
     ntp: NtpConfig | None = None
     tsa: TsaConfig | None = None
+    # The recorder key's certificate chain (vidproof device enroll): in the evidence and
+    # the bundles. The anchor that uploaded bundles are verified against (a CA
+    # certificate or a public key; default: this recorder's own key), and its CRLs.
+    cert: Path | None = None
+    trust: Path | None = None
+    crls: tuple[Path, ...] = ()
 
     @property
     def store(self) -> Path:
@@ -228,6 +234,13 @@ def load_config(path: Path, data_dir: Path | None = None,
             f"{where}: [storage] retention_days = {retention:g} exceeds the legal maximum of "
             f"{MAX_RETENTION_DAYS} days (decree of 3 August 2007); set retention_override = "
             "true only where a legal exception applies")
+    cert, trust = (_opt(site, k, str, None, where + " [site]") for k in ("cert", "trust"))
+    crls = _opt(site, "crls", list, [], where + " [site]")
+    if not all(isinstance(x, str) and x for x in crls):
+        raise UsageError(f"{where} [site]: 'crls' must be a list of file names")
+    if crls and not trust:
+        raise UsageError(f"{where} [site]: 'crls' applies with 'trust' (the CA they revoke "
+                         "from) only")
     cameras: list[CameraConfig] = []
     raw_cams = _opt(raw, "cameras", list, [], where)
     if not raw_cams:
@@ -280,4 +293,6 @@ def load_config(path: Path, data_dir: Path | None = None,
         host=str(_opt(site, "host", str, "127.0.0.1", where)),
         port=port,
         ntp=_ntp(raw, where), tsa=_tsa(raw, where, rel),
+        cert=rel(cert) if cert else None, trust=rel(trust) if trust else None,
+        crls=tuple(rel(x) for x in crls),
     )

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..journal import Journal
 from ..keys import Signer, TrustedKey
+from ..trust.policy import TrustPolicy
 from .config import SiteConfig
 from .exports import ExportJobs
 from .recordings import RecordingIndex
@@ -21,7 +22,14 @@ class Service:
                  supervisor: Supervisor | None) -> None:
         self.config = config
         self.signer = signer
-        self.trust = TrustedKey(signer.public)
+        self.trust = TrustedKey(signer.public)  # the journal's key: this recorder's
+        # Uploaded bundles: against the configured anchor (a CA after key rotations and
+        # for other recorders of the site), else this recorder's key.
+        self.bundle_trust: TrustPolicy = self.trust
+        if config.trust is not None:
+            from ..trust.policy import load_policy
+
+            self.bundle_trust = load_policy(config.trust, config.crls)
         self.supervisor = supervisor
         self.users = UserStore(config.users_file)
         self.recordings = RecordingIndex(config.store)

@@ -67,6 +67,8 @@ class Supervisor:
                "--segment-seconds", str(c.segment_seconds),
                "--status-file", str(self.status_path(cam.id)),
                "--retention-days", repr(c.retention_days)]  # the worker purges its camera
+        if c.cert is not None:
+            cmd += ["--cert", str(c.cert)]
         if c.retention_override:
             cmd.append("--retention-override")
         if cam.stamp:

@@ -32,7 +32,7 @@ def verify_upload(file: UploadFile, request: Request,
                     raise HTTPException(413, f"upload larger than {MAX_UPLOAD} bytes")
                 out.write(block)
         try:
-            report = inspect_bundle(path, svc.trust)
+            report = inspect_bundle(path, svc.bundle_trust)
         except (CouldNotVerify, UsageError) as exc:
             # Name the upload, not the server's temporary copy of it.
             message = str(exc).replace(str(path), repr(file.filename or "the upload"))
