@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -119,7 +120,16 @@ def test_health_and_schema_are_open(svc: Service) -> None:
     assert r.status_code == 200
     assert r.json()["cameras"] == 4
     assert svc.get("/openapi.json").status_code == 200
-    assert svc.get("/docs").status_code == 200
+    docs = svc.get("/docs")
+    assert docs.status_code == 200
+    # The API page loads nothing from outside the recorder: every script, style sheet
+    # and icon it names is served here.
+    urls = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)["\']', docs.text)
+    urls += re.findall(r"url:\s*['\"]([^'\"]+)['\"]", docs.text)
+    assert any(u.endswith("swagger-ui-bundle.js") for u in urls), urls
+    for u in urls:
+        assert u.startswith("/") and not u.startswith("//"), u
+        assert svc.get(u).status_code == 200, u
     ops = set(operations(svc))
     # The schema lists what the issue asks for; the role table covers every route.
     assert OPEN | set(ADMITS) | {("GET", "/metrics")} == ops

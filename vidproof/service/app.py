@@ -8,7 +8,8 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
@@ -33,9 +34,14 @@ def create_app(service: Service) -> FastAPI:
             service.exports.shutdown()
             service.journal("service_stop", "system", {})
 
+    # /docs is served from here, with Swagger UI's files from the swagger-ui-bundle
+    # package: FastAPI's default page loads them from a CDN, which a recorder on a closed
+    # network cannot reach. (ReDoc, CDN only, is left out.)
     app = FastAPI(title="vidproof recorder", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,
                   description="Forensic video-surveillance recorder: cameras, recordings, "
                               "certified exports, verification and the operations journal.")
+    _add_docs(app)
     app.state.service = service
     app.state.sessions = Sessions()
     app.state.thumbnail_views = {}
@@ -59,3 +65,19 @@ def create_app(service: Service) -> FastAPI:
             return RedirectResponse("/ui/")
 
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    import swagger_ui_bundle
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+              name="docs-assets")
+    favicon = "/ui/favicon.svg" if (STATIC / "favicon.svg").is_file() else ""
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json",
+                                   title=f"{app.title} - API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url=favicon)
