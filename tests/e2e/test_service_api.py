@@ -54,6 +54,7 @@ OPEN = {("GET", "/api/health"), ("POST", "/api/login")}
 # Which roles each route admits (the issue: police export, auditors read the journal,
 # every logged-in user sees cameras and recordings and may verify a bundle).
 ADMITS = {
+    ("POST", "/api/logout"): set(ROLES),
     ("GET", "/api/cameras"): set(ROLES),
     ("GET", "/api/cameras/{camera_id}/thumbnail"): {"installer", "operator", "police"},
     ("GET", "/api/recordings"): set(ROLES),
@@ -104,6 +105,13 @@ def request_for(svc: Service, method: str, path: str, role: str | None) -> tuple
         kwargs["files"] = {"file": ("x.zip", b"not a zip", "application/zip")}
     elif path == "/api/login":
         kwargs["json"] = {"username": "nobody", "password": "wrong password"}
+    elif path == "/api/logout" and role is not None:
+        # A session of its own: the role's shared one serves the other tests.
+        name, password = USERS[role]
+        own = svc.http.post("/api/login", json={"username": name, "password": password})
+        r = svc.request(method, target, None,
+                        headers={"Authorization": f"Bearer {own.json()['token']}"})
+        return r.status_code, r.text
     r = svc.request(method, target, role, **kwargs)
     return r.status_code, r.text
 
@@ -156,6 +164,25 @@ def test_unauthenticated_gets_401_on_every_api_route(svc: Service) -> None:
     unknown = svc.request("POST", "/api/login", None,
                           json={"username": "nobody", "password": "whatever1"})
     assert unknown.status_code == 401 and unknown.json() == wrong.json()
+
+
+def test_logout_ends_the_session_and_is_journaled(svc: Service) -> None:
+    name, password = USERS["auditor"]
+    token = svc.http.post("/api/login", json={"username": name, "password": password}
+                          ).json()["token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    assert svc.request("GET", "/api/cameras", None, headers=auth).status_code == 200
+    r = svc.request("POST", "/api/logout", None, headers=auth)
+    assert r.status_code == 204 and not r.content
+    # The token is dead for every route, and as ?token= too; a second logout is a 401.
+    assert svc.request("GET", "/api/cameras", None, headers=auth).status_code == 401
+    assert svc.get(f"/api/cameras?token={token}").status_code == 401
+    assert svc.request("POST", "/api/logout", None, headers=auth).status_code == 401
+    last = [json.loads(x) for x in (svc.store / "journal.jsonl").read_bytes().split(b"\n")
+            if x and b'"logout"' in x][-1]
+    assert last["actor"] == name and last["action"] == "logout"
+    # Other sessions of the same user are not affected.
+    assert svc.get("/api/journal", "auditor").status_code == 200
 
 
 def test_role_matrix(svc: Service) -> None:

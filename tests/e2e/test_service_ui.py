@@ -247,9 +247,13 @@ class Page:
         assert self.text("#who-role") == USERS[user][0]
 
     def logout(self) -> None:
+        token = self.token()
         self.click("#logout")
         self.wait("!document.getElementById('view-login').hidden", "the login form again")
         assert self.js("sessionStorage.getItem('vidproof.session')") is None
+        # The recorder ended the session too: the token is refused from now on.
+        assert http("GET", self.url + "/api/cameras",
+                    {"Authorization": f"Bearer {token}"}).status == 401
 
     def screenshot(self, path: Path) -> bytes:
         data = self.b.page("Page.captureScreenshot", {"format": "png"})["data"]

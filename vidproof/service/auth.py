@@ -31,6 +31,11 @@ class Sessions:
             self._by_token[token] = Session(user, role, time.monotonic() + SESSION_SECONDS)
         return token
 
+    def close(self, token: str) -> Session | None:
+        """End a session (logout); the token is refused from then on."""
+        with self._lock:
+            return self._by_token.pop(token, None)
+
     def get(self, token: str) -> Session | None:
         with self._lock:
             s = self._by_token.get(token)
@@ -40,11 +45,18 @@ class Sessions:
             return s
 
 
-def current_session(request: Request) -> Session:
+def request_token(request: Request) -> str:
+    """The bearer token of a request (``?token=`` for the GETs an <img> or a download
+    link makes, which cannot send a header)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         token = request.query_params.get("token", "") if request.method == "GET" else ""
+    return token
+
+
+def current_session(request: Request) -> Session:
+    token = request_token(request)
     sessions: Sessions = request.app.state.sessions
     session = sessions.get(token) if token else None
     if session is None:

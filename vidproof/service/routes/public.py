@@ -1,13 +1,14 @@
-"""Routes open without login: health, login, Prometheus metrics."""
+"""Health, login and logout, Prometheus metrics (all but logout open without login)."""
 
 from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import PlainTextResponse
 
 from ..api_models import Health, LoginRequest, LoginResponse
+from ..auth import Session, request_token, require
 from ..context import Service
 
 router = APIRouter()
@@ -32,6 +33,15 @@ def login(body: LoginRequest, request: Request) -> LoginResponse:
     svc.journal("login", user.name, {"client": client, "role": user.role})
     return LoginResponse(token=request.app.state.sessions.open(user.name, user.role),
                          role=user.role)
+
+
+@router.post("/api/logout", status_code=204, response_class=Response)
+def logout(request: Request, session: Session = Depends(require())) -> Response:  # noqa: B008
+    """End this session: its token is refused from now on."""
+    svc: Service = request.app.state.service
+    request.app.state.sessions.close(request_token(request))
+    svc.journal("logout", session.user, {})
+    return Response(status_code=204)
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

@@ -301,7 +301,11 @@
     }
   });
 
-  $('#logout').addEventListener('click', () => logout('You are logged out.'));
+  $('#logout').addEventListener('click', async () => {
+    // The recorder forgets the token (best effort: the page forgets it in any case).
+    try { await api('POST', '/api/logout'); } catch (e) { /* already ended */ }
+    logout('You are logged out.');
+  });
   window.addEventListener('hashchange', route);
 
   // ------------------------------------------------------------------------------------
