@@ -81,26 +81,182 @@ class _Camera:
 
 
 def _load_camera(cam_dir: Path) -> _Camera:
+    """Every line of the camera's evidence, parsed (the reference; see
+    :func:`_load_window` for what an export reads of a long recording)."""
     cam = _Camera()
     with open(cam_dir / EVIDENCE, "rb") as f:
         for n, raw in enumerate(f, start=1):
             if not raw.endswith(b"\n"):
                 break  # being written by the recorder right now
-            try:
-                obj = json.loads(raw)
-                entry = entry_from_json(obj)
-            except (ValueError, RecordError) as exc:
-                raise UsageError(f"{cam_dir / EVIDENCE} line {n} is damaged ({exc}); "
-                                 "run vidproof verify on the store") from None
-            if obj["type"] == "timestamp":
-                cam.timestamps.append(obj)
-            elif obj["type"] == "checkpoint":
-                cam.checkpoints.append(obj)
-            else:
-                cam.entries[entry.seq] = obj
-                if obj["type"] == "context":
-                    cam.contexts[entry_hash(obj)] = obj
+            _add_line(cam, raw, n, cam_dir)
     return cam
+
+
+def _add_line(cam: _Camera, raw: bytes, where: int | str, cam_dir: Path) -> None:
+    try:
+        obj = json.loads(raw)
+        entry = entry_from_json(obj)
+    except (ValueError, RecordError) as exc:
+        raise UsageError(f"{cam_dir / EVIDENCE} line {where} is damaged ({exc}); "
+                         "run vidproof verify on the store") from None
+    if obj["type"] == "timestamp":
+        cam.timestamps.append(obj)
+    elif obj["type"] == "checkpoint":
+        cam.checkpoints.append(obj)
+    else:
+        cam.entries[entry.seq] = obj
+        if obj["type"] == "context":
+            cam.contexts[entry_hash(obj)] = obj
+
+
+# --- reading a long recording without parsing all of it -----------------------------------
+#
+# A day of one camera is about half a million evidence lines. An export reads: the lines
+# of the segments around the requested range (the segment index, segments/index.jsonl,
+# gives their seqs; the lines are found by bisection on seq, which only grows along the
+# log); and, wherever they are, the few lines it needs from the whole history: contexts,
+# key rotations (with the checkpoints that sign them), retention purges and time-stamp
+# tokens, found by searching the bytes for their members (canonical JSON escapes every
+# quote inside a string, so these byte strings only occur as members). When the index
+# is missing, the wall clock jumped (a clock_jump event: times then do not grow with
+# seq) or what was read does not reach past both ends of the range, the whole log is
+# parsed instead (_load_camera): slower, never different.
+
+WINDOW_MARGIN_NS = 300 * 10**9  # segments this far around the range are read too
+_SPECIAL = (b',"context":{', b'"event":"key_rotation"', b'"event":"retention_purge"',
+            b'"type":"timestamp"')
+_CLOCK_JUMP = b'"event":"clock_jump"'
+
+
+def _line_bounds(data: Any, pos: int, limit: int) -> tuple[int, int]:
+    """The line holding byte ``pos``: (start, end after its newline)."""
+    start = data.rfind(b"\n", 0, pos) + 1
+    end = data.find(b"\n", pos, limit)
+    return start, (limit if end < 0 else end + 1)
+
+
+def _seq_from(data: Any, pos: int, limit: int) -> tuple[int, int]:
+    """(offset of the first chain entry or checkpoint line at or after ``pos``, its seq);
+    time-stamp lines (whose seq is an earlier checkpoint's) are stepped over."""
+    while pos < limit:
+        end = data.find(b"\n", pos, limit)
+        end = limit if end < 0 else end + 1
+        obj = json.loads(data[pos:end])
+        if obj.get("type") != "timestamp":
+            return pos, int(obj["seq"])
+        pos = end
+    return limit, 1 << 62
+
+
+def _bisect_seq(data: Any, seq: int, limit: int) -> int:
+    """Offset of the first line (chain entry or checkpoint) whose seq is >= ``seq``."""
+    lo, hi = 0, limit
+    while lo < hi:
+        mid = (lo + hi) // 2
+        start = data.rfind(b"\n", 0, mid) + 1
+        at, found = _seq_from(data, start, limit)
+        if found < seq:
+            lo = max(data.find(b"\n", at, limit) + 1, mid + 1) if at < limit else limit
+        else:
+            hi = start
+    return _seq_from(data, lo, limit)[0] if lo < limit else limit
+
+
+def _camera_and_selection(cam_dir: Path, start_ns: int, end_ns: int
+                          ) -> tuple[_Camera, Selection]:
+    """The evidence an export needs, read around the range when it can be, and what it
+    selects; the whole log when the window cannot answer (the same selection)."""
+    cam = _load_window(cam_dir, start_ns, end_ns)
+    if cam is not None:
+        try:
+            return cam, select(cam, start_ns, end_ns)
+        except UsageError:
+            pass  # what the window lacks, the whole log may have; or it says why not
+    cam = _load_camera(cam_dir)
+    return cam, select(cam, start_ns, end_ns)
+
+
+def _load_window(cam_dir: Path, start_ns: int, end_ns: int) -> _Camera | None:
+    """The evidence an export of ``start_ns..end_ns`` needs, or None (then parse all)."""
+    from .retention import read_index
+
+    near: list[tuple[int, int | None]] = []  # (first seq, last seq or None: still open)
+    for sp in read_index(cam_dir).values():
+        if sp.first_seq is None or sp.first_utc_ns is None:
+            continue
+        if sp.first_utc_ns <= end_ns + WINDOW_MARGIN_NS and (
+                sp.last_utc_ns is None or sp.last_utc_ns >= start_ns - WINDOW_MARGIN_NS):
+            near.append((sp.first_seq, sp.last_seq if sp.last_utc_ns is not None else None))
+    if not near:
+        return None
+    first_seq = min(a for a, _ in near)
+    last_seq = None if any(b is None for _, b in near) else max(b for _, b in near if b)
+    import mmap
+
+    with open(cam_dir / EVIDENCE, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return None
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            limit = data.rfind(b"\n") + 1  # complete lines only
+            if limit == 0 or data.find(_CLOCK_JUMP, 0, limit) >= 0:
+                return None
+            cam = _Camera()
+            try:
+                lo = _bisect_seq(data, first_seq - 1, limit)  # (the anchor checkpoint too)
+                hi = limit if last_seq is None else _bisect_seq(data, last_seq + 1, limit)
+                # Past the last segment's frames: up to and with its closing checkpoint.
+                while hi < limit:
+                    nxt = _line_bounds(data, hi, limit)[1]
+                    line = data[hi:nxt]
+                    hi = nxt
+                    if b'"type":"checkpoint"' in line:
+                        break
+                window = data[lo:hi]
+                for i, raw in enumerate(window.split(b"\n")[:-1]):
+                    _add_line(cam, raw + b"\n", f"at byte {lo} + {i}", cam_dir)
+                seen = set(cam.entries)
+                specials: list[tuple[int, bytes]] = []
+                for needle in _SPECIAL:
+                    pos = data.find(needle, 0, limit)
+                    while pos >= 0:
+                        a, b = _line_bounds(data, pos, limit)
+                        if not lo <= a < hi:
+                            specials.append((a, data[a:b]))
+                        pos = data.find(needle, b, limit)
+                for a, raw in sorted(set(specials)):
+                    _add_line(cam, raw, f"at byte {a}", cam_dir)
+                    if b'"event":"key_rotation"' in raw:
+                        # The checkpoint whose head the rotation is: the next checkpoint line.
+                        pos = a + len(raw)
+                        while pos < limit:
+                            b = _line_bounds(data, pos, limit)[1]
+                            if b'"type":"checkpoint"' in data[pos:b]:
+                                _add_line(cam, data[pos:b], f"at byte {pos}", cam_dir)
+                                break
+                            pos = b
+            except (ValueError, KeyError, TypeError):
+                return None  # a damaged line where we looked: the full read says where
+            frames = [cam.entries[s] for s in sorted(seen) if cam.entries[s]["type"] == "frame"]
+            # What was read must reach past both ends of the range, or the log's ends:
+            # the first frame line of the log, or its last line.
+            first_frame = data.find(b'"type":"frame"', 0, limit)
+            if not frames or (first_frame < lo and frames[0]["utc_ns"] > start_ns) or (
+                    hi < limit and frames[-1]["utc_ns"] < end_ns):
+                return None
+            cam.checkpoints.sort(key=lambda c: c["seq"])
+            # The first token over a checkpoint after the window (timestamps_for_clip):
+            # the checkpoints up to it are read too.
+            top = max((c["seq"] for c in cam.checkpoints), default=-1)
+            later = sorted(t["seq"] for t in cam.timestamps if t["seq"] > top)
+            if later and hi < limit:
+                stop = _bisect_seq(data, later[0] + 1, limit)
+                for raw in data[hi:stop].split(b"\n")[:-1]:
+                    if b'"type":"checkpoint"' in raw:
+                        _add_line(cam, raw + b"\n", "after the window", cam_dir)
+            # (a rotation's checkpoint may have been read twice)
+            unique = {(c["seq"], c["head"]): c for c in cam.checkpoints}
+            cam.checkpoints = sorted(unique.values(), key=lambda c: c["seq"])
+            return cam
 
 
 @dataclass(frozen=True)
@@ -439,8 +595,7 @@ def export(req: ExportRequest, signer: Signer, now_ns: int) -> ExportResult:
     if req.out.suffix != ".zip":
         raise UsageError(f"--out {req.out} must end in .zip")
     tz = _local_zone(req.timezone)
-    cam = _load_camera(cam_dir)
-    sel = select(cam, to_ns(req.start), to_ns(req.end))
+    cam, sel = _camera_and_selection(cam_dir, to_ns(req.start), to_ns(req.end))
     from .retention import add_hold, destroyed_in
 
     destroyed = destroyed_in(cam.entries.values(), sel.frames[0]["seq"], sel.frames[-1]["seq"])

@@ -429,3 +429,17 @@ def test_bundle_carries_the_crl_in_force(pki: Pki, enrolled_store: Path,
     code, report = verify(Path("b.zip"), Path("ca.pem"), prefix=_offline(), cwd=room)
     assert code == 1 and "key_revoked" in kinds(report)  # from the CRL inside the bundle
     assert report["cameras"][0]["signed_frames"] > 0
+
+
+def test_export_window_carries_the_rotation(rotated_store: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export's window read after a key rotation (issue 3, Done 7) carries the
+    rotation and the keys, as a full read does, on either side of it."""
+    from tests.e2e.test_export import window_matches_full_read
+    from vidproof import export as ex
+
+    monkeypatch.setattr(ex, "WINDOW_MARGIN_NS", 0)
+    frames = [e for e in log_of(rotated_store) if e["type"] == "frame"]
+    t0, t1, s = frames[0]["utc_ns"], frames[-1]["utc_ns"], 10**9
+    for a, b in [(t0, t0 + s), (t0 + 2 * s, t0 + 4 * s), (t1 - s, t1)]:
+        assert window_matches_full_read(rotated_store / CAM, a, b), ((a - t0) / s,)

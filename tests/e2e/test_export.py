@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import LOCATION, Keys, ffmpeg, record, vidproof
 
+from vidproof.errors import UsageError
+
 CAM = "cam1"
 FPS = 25
 SIZE = "640x360"
@@ -554,3 +556,77 @@ def test_export_finds_its_first_segment_from_the_index_and_without_it(
                              else json.dumps(x) + "\n" for x in lines))
     lying = clip("lying-index")
     assert with_index == without == lying and len(with_index) >= 4 * FPS - 1
+
+
+def window_matches_full_read(cam_dir: Path, start_ns: int, end_ns: int) -> bool:
+    """An export's window read selects what reading the whole log selects, and carries
+    the same tokens, keys and rotations; False when the window read declined."""
+    from vidproof import export as ex
+    from vidproof.trust.carry import carried_trust
+
+    window = ex._load_window(cam_dir, start_ns, end_ns)
+    if window is None:
+        return False
+    full = ex._load_camera(cam_dir)
+    try:
+        want = ex.select(full, start_ns, end_ns)
+    except UsageError:
+        with pytest.raises(UsageError):
+            ex.select(window, start_ns, end_ns)
+        return True
+    got = ex.select(window, start_ns, end_ns)
+    for member in ("anchor", "end", "entries", "frames", "contexts", "trimmed"):
+        assert getattr(got, member) == getattr(want, member), member
+    assert ex.timestamps_for_clip(window, got) == ex.timestamps_for_clip(full, want)
+
+    class Signer:  # what carried_trust asks of the exporting key
+        key_id = "k"
+
+        @staticmethod
+        def material_json() -> dict[str, Any]:
+            return {"id": "k", "alg": "Ed25519"}
+
+    def carried(cam: Any, sel: Any) -> dict[str, Any]:
+        ev = {"anchor": sel.anchor, "checkpoints": [
+            c for c in cam.checkpoints if sel.anchor["seq"] < c["seq"] <= sel.end["seq"]]}
+        assert ev["checkpoints"]
+        return carried_trust(cam.entries.values(), cam.checkpoints, ev, Signer)  # type: ignore[arg-type]
+
+    assert carried(window, got) == carried(full, want)
+    return True
+
+
+def test_export_reads_a_window_of_the_log_and_selects_the_same(
+        exported: Exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """issue 3, Done 7: an export of a long recording reads the segments around its range
+    (located by the segment index and bisection on seq), not the whole log; it selects
+    exactly what a full read selects, and reads all when it cannot be sure."""
+    from vidproof import export as ex
+
+    cam_dir = exported.store / CAM
+    frames = frames_of(exported.recorded_log())
+    t0, t1 = frames[0]["utc_ns"], frames[-1]["utc_ns"]
+    monkeypatch.setattr(ex, "WINDOW_MARGIN_NS", 0)  # tight windows in a 60-s recording
+    s = 10**9
+    cases = [(t0, t0 + s), (t0 + 25 * s + s // 2, t0 + 35 * s), (t0 + 9 * s, t0 + 11 * s),
+             (t1 - 3 * s, t1), (t0, t1), (t1 - s, t1 + 60 * s), (t0 - 60 * s, t0 + 2 * s)]
+    for a, b in cases:
+        assert window_matches_full_read(cam_dir, a, b), ((a - t0) / s, (b - t0) / s)
+    # After the recording: no segment is near, the whole log is asked (and says so).
+    assert ex._load_window(cam_dir, t1 + 10 * s, t1 + 20 * s) is None
+    with pytest.raises(UsageError, match="no recorded footage"):
+        ex._camera_and_selection(cam_dir, t1 + 10 * s, t1 + 20 * s)
+    # A window really is a part of the log: 2 s inside one 10-s segment of the 60 s read
+    # that segment's lines (about a sixth), not the log.
+    part = ex._load_window(cam_dir, t0 + 24 * s, t0 + 26 * s)
+    assert part is not None and len(part.entries) < len(frames) / 4
+    # Without the segment index, or after a clock jump, the window read declines.
+    copy = tmp_path / "store"
+    shutil.copytree(exported.store, copy)
+    (copy / CAM / "segments" / "index.jsonl").unlink()
+    assert ex._load_window(copy / CAM, t0 + 29 * s, t0 + 31 * s) is None
+    shutil.rmtree(copy)
+    shutil.copytree(exported.store, copy)
+    with open(copy / CAM / "evidence.jsonl", "ab") as f:
+        f.write(b'{"camera":"cam1","ctx":"x","detail":{},"event":"clock_jump"}\n')
+    assert ex._load_window(copy / CAM, t0 + 29 * s, t0 + 31 * s) is None

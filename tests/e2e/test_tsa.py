@@ -294,3 +294,19 @@ def test_tsa_down_then_back_nothing_lost(tmp_path: Path, keys: Keys, pki: Path) 
              and e["event"] == "recorder_start"][-1]
     assert start["detail"]["previous_run"] == "clean"
     assert not (store / "cam1" / "crash").exists()
+
+
+def test_export_window_carries_the_same_tokens(stamped_store: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export's window read of a time-stamped log (issue 3, Done 7) finds the tokens
+    over its checkpoints, and the first token after them with the checkpoints that link
+    it, as a full read does."""
+    from tests.e2e.test_export import window_matches_full_read
+    from vidproof import export as ex
+
+    monkeypatch.setattr(ex, "WINDOW_MARGIN_NS", 0)
+    frames = [e for e in lines(stamped_store) if e["type"] == "frame"]
+    t0, t1, s = frames[0]["utc_ns"], frames[-1]["utc_ns"], 10**9
+    for a, b in [(t0, t0 + s), (t0 + s, t0 + 2 * s), (t0 + 2 * s, t0 + 3 * s + s // 2),
+                 (t1 - s, t1)]:
+        assert window_matches_full_read(stamped_store / "cam1", a, b), ((a - t0) / s,)
