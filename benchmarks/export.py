@@ -78,7 +78,7 @@ def frame_range(store: Path) -> tuple[int, int]:
                 first = json.loads(line)["utc_ns"]
                 break
         f.seek(max(0, f.seek(0, os.SEEK_END) - (1 << 16)))
-        for line in f.read().split(b"\n"):
+        for line in f.read().split(b"\n")[1:]:  # (the first piece may be part of a line)
             if b'"type":"frame"' in line and line.endswith(b"}"):
                 last = json.loads(line)["utc_ns"]
     assert first is not None and last is not None

@@ -30,10 +30,13 @@ p99 and max. N is sustained when every camera, over the window:
   ``frames_out`` and ``last_frame_utc``), because the file also holds the time it was
   written: the API's values move in steps of about one second (a status write per
   checkpoint), too coarse for 1 % of a 20-s window;
-* was ``recording`` at every request, was not restarted, and ends with a lag under
-  2 s, lag being the time of the answer minus the camera's ``last_frame_utc`` (a
-  testsrc frame's time is when it is due at real time); this lag includes up to about
-  one second of status-file cadence.
+* was ``recording`` at every answer, was not restarted, and its lag stayed under 2 s
+  at every answer, lag being the time of the answer minus the camera's
+  ``last_frame_utc`` (a testsrc frame's time is when it is due at real time); this lag
+  includes up to about one second of status-file cadence. Under 2 s at every answer,
+  not only at the end: a worker that stalls for seconds and then catches up records
+  every frame of the window (the testsrc source waits for it), where a real camera's
+  stream would have had to wait in a socket buffer, or be lost.
 
 Also printed per N: the CPU time of the camera workers and of the serve process
 (``/proc/PID/stat``, user + system) as % of one core, how busy the whole box was
@@ -399,6 +402,7 @@ def measure(svc: Service, n: int, fps: int, seconds: float) -> Step:
 
     # The window: GET /api/cameras every PROBE_INTERVAL s, one request at a time.
     bad_states: dict[str, str] = {}
+    max_lag: dict[str, float] = dict.fromkeys(first, 0.0)
     last: dict[str, dict[str, Any]] = first
     i = 0
     while (now := time.monotonic()) < t0 + seconds:
@@ -419,7 +423,8 @@ def measure(svc: Service, n: int, fps: int, seconds: float) -> Step:
             continue
         now_ns = time.time_ns()
         cams = json.loads(body)
-        step.max_lag = max(step.max_lag, *lags(cams, now_ns).values())
+        for cid, lag in lags(cams, now_ns).items():
+            max_lag[cid] = max(max_lag.get(cid, 0.0), lag)
         for c in cams:
             if c["state"] != "recording":
                 bad_states.setdefault(c["camera_id"], c["state"])
@@ -452,8 +457,10 @@ def measure(svc: Service, n: int, fps: int, seconds: float) -> Step:
     # Per camera.
     end_by_id = {c["camera_id"]: c for c in end}
     end_lags = lags(end, end_ns)
+    for cid, lag in end_lags.items():
+        max_lag[cid] = max(max_lag.get(cid, 0.0), lag)
     step.end_lag = max(end_lags.values(), default=math.inf)
-    step.max_lag = max(step.max_lag, step.end_lag)
+    step.max_lag = max(max_lag.values(), default=math.inf)
     step.worst_rate = math.inf
     failed: list[str] = []
     for cid, c0 in first.items():
@@ -477,8 +484,8 @@ def measure(svc: Service, n: int, fps: int, seconds: float) -> Step:
             step.worst_rate, step.worst_frames = rate, (recorded, due)
         if rate < REAL_TIME:
             problems.append(f"{rate:.1%} of real time")
-        if end_lags.get(cid, math.inf) >= MAX_LAG:
-            problems.append(f"lag {end_lags.get(cid, math.inf):.1f} s")
+        if max_lag.get(cid, math.inf) >= MAX_LAG:
+            problems.append(f"lag up to {max_lag.get(cid, math.inf):.1f} s")
         if problems:
             failed.append(f"{cid}: {', '.join(problems)}")
     if step.errors:
@@ -552,7 +559,8 @@ def sweep(args: argparse.Namespace) -> int:
           f"each worker): {cost * 1000:.2f} ms CPU a frame = "
           f"{100 * cost * args.fps:.1f} % of one core per camera (measured here)\n"
           f"sustained: no dropped frame, >= {REAL_TIME:.0%} of real time recorded, lag "
-          f"< {MAX_LAG:g} s at the end, always recording, no restart, no failed request\n",
+          f"< {MAX_LAG:g} s at every answer, always recording, no restart, no failed "
+          "request\n",
           flush=True)
     print(HEADER)
     print("-" * len(HEADER), flush=True)
@@ -601,12 +609,13 @@ def sweep(args: argparse.Namespace) -> int:
         return 0
     best = steps[passed]
     above = (f"; {failed} cameras were not" if failed else
-             f"; every N tried was sustained (the limit is above {passed}: raise --max)")
+             f"; every N tried was sustained: the limit is above {passed}")
     print(f"largest N sustained: {passed} cameras of testsrc:{size} recording at real time "
           f"on this box ({cpus} CPUs){above}")
     print(f"GET /api/cameras at {passed} cameras, while recording: p50 "
           f"{best.percentile(0.5):.1f} ms, p99 {best.percentile(0.99):.1f} ms, max "
-          f"{best.percentile(1.0):.1f} ms ({len(best.latencies)} requests)")
+          f"{best.percentile(1.0):.1f} ms ({len(best.latencies)} requests"
+          f"{'; with fewer than 100, p99 is the maximum' if len(best.latencies) < 100 else ''})")
     print(f"CPU at {passed} cameras: workers {100 * best.workers_cpu:.0f} % of one core "
           f"({100 * best.workers_cpu / passed:.1f} % per camera, of which the simulated "
           f"camera's encoder about {100 * cost * args.fps:.1f} %), serve "

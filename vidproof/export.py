@@ -122,7 +122,7 @@ def _add_line(cam: _Camera, raw: bytes, where: int | str, cam_dir: Path) -> None
 # seq) or what was read does not reach past both ends of the range, the whole log is
 # parsed instead (_load_camera): slower, never different.
 
-WINDOW_MARGIN_NS = 300 * 10**9  # segments this far around the range are read too
+WINDOW_MARGIN_NS = 60 * 10**9  # segments this far around the range are read too
 _SPECIAL = (b',"context":{', b'"event":"key_rotation"', b'"event":"retention_purge"',
             b'"type":"timestamp"')
 _CLOCK_JUMP = b'"event":"clock_jump"'

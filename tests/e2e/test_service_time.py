@@ -55,8 +55,10 @@ def test_workers_measure_the_clock_and_get_tokens(servers: tuple[Chrony, Tsa, Pa
             for c in svc.cameras().values()), 60)
         wait_until("time-stamp tokens in both cameras' evidence", stamped, 60, 0.5)
         # The workers got the settings as record's own flags.
+        # (this service's workers: other processes on the machine may record too)
         workers = [c for c in (svc.watcher.command_lines() if svc.watcher else [])
-                   if "record" in c and "--camera-id" in c]
+                   if "record" in c and "--store" in c
+                   and c[c.index("--store") + 1] == str(svc.store)]
         assert workers
         for c in workers:
             assert f"--ntp={chrony.address}" in c and c[c.index("--tsa") + 1] == tsa.url
