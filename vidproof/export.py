@@ -116,16 +116,21 @@ def _add_line(cam: _Camera, raw: bytes, where: int | str, cam_dir: Path) -> None
 # gives their seqs; the lines are found by bisection on seq, which only grows along the
 # log); and, wherever they are, the few lines it needs from the whole history: contexts,
 # key rotations (with the checkpoints that sign them), retention purges and time-stamp
-# tokens, found by searching the bytes for their members (canonical JSON escapes every
-# quote inside a string, so these byte strings only occur as members). When the index
+# tokens, found by searching the bytes: one pass for '":{', which only the lines with an
+# object inside (contexts, events) hold, and one for time-stamp tokens when a context
+# says the camera had a TSA (canonical JSON escapes every quote inside a string, so
+# these byte strings only occur as JSON syntax). When the index
 # is missing, the wall clock jumped (a clock_jump event: times then do not grow with
 # seq) or what was read does not reach past both ends of the range, the whole log is
 # parsed instead (_load_camera): slower, never different.
 
 WINDOW_MARGIN_NS = 60 * 10**9  # segments this far around the range are read too
-_SPECIAL = (b',"context":{', b'"event":"key_rotation"', b'"event":"retention_purge"',
-            b'"type":"timestamp"')
+_NESTED = b'":{'  # an object in an object: contexts and events; frames, checkpoints and
+_CONTEXT = b',"context":{'  # time-stamp tokens have none (docs/FORMAT.md)
+_EVENTS = (b'"event":"key_rotation"', b'"event":"retention_purge"')  # the events needed
 _CLOCK_JUMP = b'"event":"clock_jump"'
+_TOKEN = b'"type":"timestamp"'  # searched for when a context says the camera had a TSA
+_TSA = b'"timestamping":'
 
 
 def _line_bounds(data: Any, pos: int, limit: int) -> tuple[int, int]:
@@ -198,7 +203,7 @@ def _load_window(cam_dir: Path, start_ns: int, end_ns: int) -> _Camera | None:
             return None
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             limit = data.rfind(b"\n") + 1  # complete lines only
-            if limit == 0 or data.find(_CLOCK_JUMP, 0, limit) >= 0:
+            if limit == 0:
                 return None
             cam = _Camera()
             try:
@@ -216,13 +221,26 @@ def _load_window(cam_dir: Path, start_ns: int, end_ns: int) -> _Camera | None:
                     _add_line(cam, raw + b"\n", f"at byte {lo} + {i}", cam_dir)
                 seen = set(cam.entries)
                 specials: list[tuple[int, bytes]] = []
-                for needle in _SPECIAL:
-                    pos = data.find(needle, 0, limit)
-                    while pos >= 0:
-                        a, b = _line_bounds(data, pos, limit)
-                        if not lo <= a < hi:
-                            specials.append((a, data[a:b]))
-                        pos = data.find(needle, b, limit)
+                stamped = False
+                pos = data.find(_NESTED, 0, limit)
+                while pos >= 0:
+                    a, b = _line_bounds(data, pos, limit)
+                    line = data[a:b]
+                    if _CONTEXT in line:
+                        stamped = stamped or _TSA in line
+                    elif _CLOCK_JUMP in line:
+                        return None  # times do not grow with seq: read it all
+                    elif not any(e in line for e in _EVENTS):
+                        line = b""
+                    if line and not lo <= a < hi:
+                        specials.append((a, line))
+                    pos = data.find(_NESTED, b, limit)
+                pos = data.find(_TOKEN, 0, limit) if stamped else -1
+                while pos >= 0:
+                    a, b = _line_bounds(data, pos, limit)
+                    if not lo <= a < hi:
+                        specials.append((a, data[a:b]))
+                    pos = data.find(_TOKEN, b, limit)
                 for a, raw in sorted(set(specials)):
                     _add_line(cam, raw, f"at byte {a}", cam_dir)
                     if b'"event":"key_rotation"' in raw:
