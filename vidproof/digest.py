@@ -17,6 +17,7 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 H264 = "h264"
 HEVC = "hevc"
@@ -200,6 +201,12 @@ class FrameDigest:
 
 class FrameHasher:
     """Digests the access units of one video stream, tracking the parameter sets in force."""
+
+    @classmethod
+    def of_stream(cls, stream: Any) -> FrameHasher:
+        """The hasher of a demuxed PyAV video stream (its codec and extradata)."""
+        cc = stream.codec_context
+        return cls(cc.name, bytes(cc.extradata) if cc.extradata else None)
 
     def __init__(self, codec: str, extradata: bytes | None) -> None:
         if codec not in SUPPORTED_CODECS:

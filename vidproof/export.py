@@ -31,7 +31,7 @@ import av
 
 from . import __version__
 from .canonical import canonical_bytes, entry_hash, sha256_hex
-from .digest import SUPPORTED_CODECS, BitstreamError, FrameHasher
+from .digest import NO_PROBE_DECODE, SUPPORTED_CODECS, BitstreamError, FrameHasher
 from .errors import UsageError
 from .journal import Journal
 from .keys import Signer, public_pem
@@ -360,13 +360,12 @@ def timestamps_for_clip(cam: _Camera, sel: Selection) -> dict[str, Any]:
 
 def _segment_first_digest(path: Path) -> str | None:
     try:
-        with av.open(str(path)) as c:
-            s = c.streams.video[0]
-            cc = s.codec_context
-            hasher = FrameHasher(cc.name, bytes(cc.extradata) if cc.extradata else None)
-            for p in c.demux(s):
+        with av.open(os.path.abspath(path), options=NO_PROBE_DECODE) as c:  # only demuxed
+            stream = c.streams.video[0]
+            hasher = FrameHasher.of_stream(stream)
+            for p in c.demux(stream):
                 if p.size:
-                    return hasher.digest(bytes(p)).digest
+                    return hasher.digest(memoryview(p)).digest
     except (av.FFmpegError, OSError, IndexError, BitstreamError):
         return None
     return None
@@ -435,8 +434,7 @@ def _iter_frames(cam_dir: Path, sel: Selection) -> Iterator[tuple[_Packet, Any]]
             return
         with av.open(str(seg)) as c:
             stream = c.streams.video[0]
-            cc = stream.codec_context
-            hasher = FrameHasher(cc.name, bytes(cc.extradata) if cc.extradata else None)
+            hasher = FrameHasher.of_stream(stream)
             shift: int | None = None
             for p in c.demux(stream):
                 if not p.size:

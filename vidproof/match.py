@@ -236,7 +236,7 @@ def fill_fingerprints(cert: Certified) -> None:
             cc = stream.codec_context
             if cc.name not in SUPPORTED_CODECS:
                 continue
-            hasher = FrameHasher(cc.name, bytes(cc.extradata) if cc.extradata else None)
+            hasher = FrameHasher.of_stream(stream)
             by_pts: dict[int | None, str] = {}
             try:
                 for packet in container.demux(stream):

@@ -226,18 +226,17 @@ def _segment_digests(path: Path) -> list[str]:
     """The frame digest of every packet of a segment, in file order ([] if unreadable)."""
     import av
 
-    from .digest import BitstreamError, FrameHasher
+    from .digest import NO_PROBE_DECODE, BitstreamError, FrameHasher
 
     out: list[str] = []
     try:
-        with av.open(os.path.abspath(path)) as c:
+        with av.open(os.path.abspath(path), options=NO_PROBE_DECODE) as c:  # only demuxed
             stream = c.streams.video[0]
-            cc = stream.codec_context
-            hasher = FrameHasher(cc.name, bytes(cc.extradata) if cc.extradata else None)
+            hasher = FrameHasher.of_stream(stream)
             for p in c.demux(stream):
                 if p.size:
                     try:
-                        out.append(hasher.digest(bytes(p)).digest)
+                        out.append(hasher.digest(memoryview(p)).digest)
                     except BitstreamError:
                         continue
     except (av.FFmpegError, OSError, IndexError, BitstreamError):

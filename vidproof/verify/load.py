@@ -109,7 +109,7 @@ def read_media(paths: Sequence[Path]) -> tuple[list[ObservedFrame], list[MediaPr
                 problems.append(MediaProblem(name, f"codec {cc.name} is not H.264/H.265", 0))
                 continue
             try:
-                hasher = FrameHasher(cc.name, bytes(cc.extradata) if cc.extradata else None)
+                hasher = FrameHasher.of_stream(stream)
                 # Demuxed packets carry their stream's time base: one Fraction, not one each.
                 time_base = stream.time_base or None  # (tested once, not per packet)
                 for packet in container.demux(stream):
