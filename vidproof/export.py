@@ -131,6 +131,7 @@ _EVENTS = (b'"event":"key_rotation"', b'"event":"retention_purge"')  # the event
 _CLOCK_JUMP = b'"event":"clock_jump"'
 _TOKEN = b'"type":"timestamp"'  # searched for when a context says the camera had a TSA
 _TSA = b'"timestamping":'
+_CHECKPOINT = b'"type":"checkpoint"'
 
 
 def _line_bounds(data: Any, pos: int, limit: int) -> tuple[int, int]:
@@ -138,6 +139,17 @@ def _line_bounds(data: Any, pos: int, limit: int) -> tuple[int, int]:
     start = data.rfind(b"\n", 0, pos) + 1
     end = data.find(b"\n", pos, limit)
     return start, (limit if end < 0 else end + 1)
+
+
+def _checkpoint_from(data: Any, pos: int, limit: int) -> tuple[int, int]:
+    """(start, end) of the first checkpoint line at or after line start ``pos``;
+    (limit, limit) when there is none."""
+    while pos < limit:
+        end = _line_bounds(data, pos, limit)[1]
+        if _CHECKPOINT in data[pos:end]:
+            return pos, end
+        pos = end
+    return limit, limit
 
 
 def _seq_from(data: Any, pos: int, limit: int) -> tuple[int, int]:
@@ -210,15 +222,9 @@ def _load_window(cam_dir: Path, start_ns: int, end_ns: int) -> _Camera | None:
                 lo = _bisect_seq(data, first_seq - 1, limit)  # (the anchor checkpoint too)
                 hi = limit if last_seq is None else _bisect_seq(data, last_seq + 1, limit)
                 # Past the last segment's frames: up to and with its closing checkpoint.
-                while hi < limit:
-                    nxt = _line_bounds(data, hi, limit)[1]
-                    line = data[hi:nxt]
-                    hi = nxt
-                    if b'"type":"checkpoint"' in line:
-                        break
-                window = data[lo:hi]
-                for i, raw in enumerate(window.split(b"\n")[:-1]):
-                    _add_line(cam, raw + b"\n", f"at byte {lo} + {i}", cam_dir)
+                hi = _checkpoint_from(data, hi, limit)[1]
+                for i, raw in enumerate(data[lo:hi].split(b"\n")[:-1], start=1):
+                    _add_line(cam, raw, f"{i} after byte {lo}", cam_dir)
                 seen = set(cam.entries)
                 specials: list[tuple[int, bytes]] = []
                 stamped = False
@@ -243,15 +249,11 @@ def _load_window(cam_dir: Path, start_ns: int, end_ns: int) -> _Camera | None:
                     pos = data.find(_TOKEN, b, limit)
                 for a, raw in sorted(set(specials)):
                     _add_line(cam, raw, f"at byte {a}", cam_dir)
-                    if b'"event":"key_rotation"' in raw:
+                    if _EVENTS[0] in raw:
                         # The checkpoint whose head the rotation is: the next checkpoint line.
-                        pos = a + len(raw)
-                        while pos < limit:
-                            b = _line_bounds(data, pos, limit)[1]
-                            if b'"type":"checkpoint"' in data[pos:b]:
-                                _add_line(cam, data[pos:b], f"at byte {pos}", cam_dir)
-                                break
-                            pos = b
+                        start, end = _checkpoint_from(data, a + len(raw), limit)
+                        if start < limit:
+                            _add_line(cam, data[start:end], f"at byte {start}", cam_dir)
             except (ValueError, KeyError, TypeError):
                 return None  # a damaged line where we looked: the full read says where
             frames = [cam.entries[s] for s in sorted(seen) if cam.entries[s]["type"] == "frame"]
@@ -261,7 +263,6 @@ def _load_window(cam_dir: Path, start_ns: int, end_ns: int) -> _Camera | None:
             if not frames or (first_frame < lo and frames[0]["utc_ns"] > start_ns) or (
                     hi < limit and frames[-1]["utc_ns"] < end_ns):
                 return None
-            cam.checkpoints.sort(key=lambda c: c["seq"])
             # The first token over a checkpoint after the window (timestamps_for_clip):
             # the checkpoints up to it are read too.
             top = max((c["seq"] for c in cam.checkpoints), default=-1)
@@ -269,8 +270,8 @@ def _load_window(cam_dir: Path, start_ns: int, end_ns: int) -> _Camera | None:
             if later and hi < limit:
                 stop = _bisect_seq(data, later[0] + 1, limit)
                 for raw in data[hi:stop].split(b"\n")[:-1]:
-                    if b'"type":"checkpoint"' in raw:
-                        _add_line(cam, raw + b"\n", "after the window", cam_dir)
+                    if _CHECKPOINT in raw:
+                        _add_line(cam, raw, "after the window", cam_dir)
             # (a rotation's checkpoint may have been read twice)
             unique = {(c["seq"], c["head"]): c for c in cam.checkpoints}
             cam.checkpoints = sorted(unique.values(), key=lambda c: c["seq"])
