@@ -32,15 +32,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from _common import default_cache
+
 SOURCE = "testsrc:352x288@6"
 SEGMENT_SECONDS = 60
 HOURS = (1, 24)
 LOCATION = "Benchmark car park;48.8566,2.3522"
-
-
-def default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vidproof-bench"
 
 
 def vidproof(*args: str | Path) -> list[str]:

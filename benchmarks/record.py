@@ -38,15 +38,16 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
+
+from _common import child_env, default_cache, encode_testsrc2, testsrc2_graph
 
 WIDTH, HEIGHT, FPS = 1920, 1080, 25
 GOP = 2 * FPS
 BITRATE = 4_000_000
 TARGET = 0.75
 LOCATION = "Benchmark bench;48.8566,2.3522"
-CONTENT = f"testsrc2=size={WIDTH}x{HEIGHT}:rate={FPS},noise=alls=12:allf=t"
+CONTENT = testsrc2_graph(WIDTH, HEIGHT, FPS)
 
 
 # --- The floors: benchmarks/floor.py, run as child processes. ------------------------
@@ -55,11 +56,6 @@ FLOOR = Path(__file__).resolve().with_name("floor.py")
 
 
 # --- The input file. --------------------------------------------------------------------
-
-def default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vidproof-bench"
-
 
 def _probe(path: Path) -> tuple[int, float, float]:
     """(frames, seconds, Mbit/s) of an H.264 file; raises if it is not one."""
@@ -72,27 +68,6 @@ def _probe(path: Path) -> tuple[int, float, float]:
         frames = sum(1 for p in c.demux(stream) if p.size)
     seconds = frames / FPS
     return frames, seconds, path.stat().st_size * 8 / seconds / 1e6
-
-
-def _generate_pyav(out: Path, seconds: int) -> None:
-    import av
-
-    with av.open(CONTENT, format="lavfi") as graph, av.open(str(out), "w") as mp4:
-        st = mp4.add_stream("libx264", rate=FPS)
-        st.width, st.height, st.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        st.bit_rate = BITRATE
-        st.codec_context.gop_size = GOP
-        st.codec_context.options = {
-            "preset": "veryfast", "maxrate": str(BITRATE), "bufsize": str(2 * BITRATE),
-            "x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0",
-        }
-        for i, frame in enumerate(graph.decode(video=0)):
-            if i >= seconds * FPS:
-                break
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            frame.pict_type = av.video.frame.PictureType.NONE
-            mp4.mux(st.encode(frame))
-        mp4.mux(st.encode(None))
 
 
 def make_input(cache: Path, seconds: int) -> Path:
@@ -120,7 +95,7 @@ def make_input(cache: Path, seconds: int) -> Path:
             check=True,
         )
     else:
-        _generate_pyav(part, seconds)
+        encode_testsrc2(part, WIDTH, HEIGHT, FPS, BITRATE, GOP, seconds, b_frames=True)
     part.rename(path)
     print(f"  made {path} in {time.perf_counter() - t0:.0f} s", flush=True)
     return path
@@ -132,16 +107,6 @@ def make_input(cache: Path, seconds: int) -> Path:
 class Sample:
     wall: float
     cpu: float
-
-
-def child_env(cache: Path) -> dict[str, str]:
-    """The children's environment: Python bytecode cached (under the cache directory,
-    not in the work tree), as in an installed package. Without it (e.g. with
-    PYTHONDONTWRITEBYTECODE set) every run would first compile vidproof's sources."""
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(cache / "pycache")
-    return env
 
 
 CHILD_ENV: dict[str, str] | None = None

@@ -77,6 +77,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
+from _common import child_env, default_cache
 
 DEFAULT_NS = (1, 2, 4, 8, 12, 16, 24, 32, 40, 48, 64, 80, 96, 128)
 SEGMENT_SECONDS = 10
@@ -142,20 +143,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def child_env(cache: Path) -> dict[str, str]:
-    """The service's environment (its workers inherit it): bytecode cached, as in an
-    installed package, rather than compiled again by every worker at start."""
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(cache / "pycache")
-    return env
-
-
-def default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vidproof-bench"
 
 
 def one_line(text: str, limit: int = 600) -> str:

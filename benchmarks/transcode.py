@@ -57,6 +57,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+from _common import default_cache, encode_testsrc2
 
 from vidproof.capture.raw import decoder_threads
 from vidproof.capture.worker import Recorder, RecordSettings
@@ -81,35 +82,13 @@ def cpu() -> float:
 
 # --- input ----------------------------------------------------------------------------
 
-def default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vidproof-bench"
-
-
 def make_input(cache: Path, width: int, height: int, bitrate: int, seconds: int) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / f"transcode-h264-{width}x{height}p{FPS}-{bitrate // 1000}k-{seconds}s.mp4"
     if path.exists():
         return path
     tmp = path.with_suffix(".tmp.mp4")
-    graph_spec = f"testsrc2=size={width}x{height}:rate={FPS},noise=alls=12:allf=t"
-    with av.open(graph_spec, format="lavfi") as graph, av.open(str(tmp), "w") as mp4:
-        st = mp4.add_stream("libx264", rate=FPS)
-        st.width, st.height, st.pix_fmt = width, height, "yuv420p"
-        st.bit_rate = bitrate
-        st.codec_context.gop_size = GOP
-        st.codec_context.max_b_frames = 0
-        st.codec_context.options = {
-            "preset": "veryfast", "maxrate": str(bitrate), "bufsize": str(2 * bitrate),
-            "x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0:bframes=0",
-        }
-        for i, frame in enumerate(graph.decode(video=0)):
-            if i >= seconds * FPS:
-                break
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            frame.pict_type = av.video.frame.PictureType.NONE
-            mp4.mux(st.encode(frame))
-        mp4.mux(st.encode(None))
+    encode_testsrc2(tmp, width, height, FPS, bitrate, GOP, seconds, b_frames=False)
     tmp.replace(path)
     return path
 
