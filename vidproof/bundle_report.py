@@ -117,7 +117,8 @@ def _print_pdf(html_path: Path, pdf_path: Path) -> bool:
 def render_bundle_pages(work: Path, req: ExportRequest, evidence: dict[str, Any],
                         clip: ClipInfo, context: dict[str, Any], tz: tzinfo,
                         signer: Signer, trimmed: bool) -> None:
-    from .export import file_sha256, iso_ns, parse_time, to_ns, utc_offset_minutes
+    from .export import file_sha256, parse_time, to_ns, utc_offset_minutes
+    from .timefmt import iso_ns
 
     check = _self_check(work, signer)
     (work / ".verdict.json").write_text(json.dumps({"verdict": check["verdict"]}))

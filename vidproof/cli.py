@@ -351,9 +351,10 @@ def _record(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import time
 
-    from .export import ExportRequest, export, iso_ns, parse_time
+    from .export import ExportRequest, export, parse_time
     from .keys import load_signer
     from .store import recorder_key_path
+    from .timefmt import iso_ns
 
     key = args.key or recorder_key_path(args.store)
     if key is None:

@@ -38,6 +38,7 @@ from .keys import Signer, public_pem
 from .model import FORMAT, RecordError, check_camera_id, entry_from_json
 from .retention import read_index
 from .store import EVIDENCE, list_segments
+from .timefmt import iso_ns
 
 BUNDLE_FORMAT = "vidproof-bundle/1"
 CLIP, EVIDENCE_JSON, REPORT_HTML, REPORT_PDF = "clip.mp4", "evidence.json", "report.html", "report.pdf"
@@ -61,13 +62,6 @@ def parse_time(text: str, what: str) -> datetime:
 def to_ns(value: datetime) -> int:
     delta = value - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
-
-
-def iso_ns(ns: int, tz: tzinfo = UTC) -> str:
-    dt = datetime.fromtimestamp(ns // 10**9, tz=tz)
-    ms = (ns % 10**9) // 10**6
-    text = dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}"
-    return text + ("Z" if tz is UTC else dt.strftime("%z")[:3] + ":" + dt.strftime("%z")[3:])
 
 
 @dataclass

@@ -47,6 +47,7 @@ from .digest import SUPPORTED_CODECS, BitstreamError, FrameHasher
 from .errors import CouldNotVerify, UsageError
 from .model import RecordError, check_camera_id, entry_from_json
 from .stamp import FINGERPRINT_SIZE, distances, fingerprint
+from .timefmt import iso_ns
 
 DEFAULT_THRESHOLD = 6.0  # mean absolute luma difference (levels) for a match
 MATCHED_FOR_SUCCESS = 0.99
@@ -420,10 +421,7 @@ def align(cert: np.ndarray, cert_t: np.ndarray, copy: np.ndarray, copy_t: np.nda
 
 # -- the report ----------------------------------------------------------------------------
 
-def _iso(ns: int) -> str:
-    from .export import iso_ns
-
-    return iso_ns(ns)
+_iso = iso_ns
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import timefmt
 from .errors import UsageError
 from .model import RecordError, check_camera_id
 from .store import EVIDENCE, SEGMENTS, fsync_dir, lines_backwards, list_segments
@@ -60,12 +60,12 @@ MAX_RETENTION_DAYS = 30  # decree of 3 August 2007: at most one month
 
 
 def iso_ns(ns: int) -> str:
-    """UTC, ISO 8601 with milliseconds (as vidproof.export.iso_ns)."""
+    """UTC, ISO 8601 with milliseconds (:func:`vidproof.timefmt.iso_ns`), or a plain
+    count for a time beyond what a date can say."""
     try:
-        dt = datetime.fromtimestamp(ns // 10**9, tz=UTC)
+        return timefmt.iso_ns(ns)
     except (ValueError, OverflowError, OSError):  # a hand-edited file: beyond year 9999
         return f"{ns} ns after 1970"
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{(ns % 10**9) // 10**6:03d}Z"
 
 
 def days_text(days: float) -> str:

@@ -16,7 +16,7 @@ import av
 import pytest
 
 from tests.conftest import Keys, ffmpeg, record, vidproof
-from vidproof.export import iso_ns
+from vidproof.timefmt import iso_ns
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,9 @@ from datetime import datetime
 from pathlib import Path
 
 from ..errors import Error
-from ..export import ExportRequest, export, iso_ns
+from ..export import ExportRequest, export
 from ..keys import Signer
+from ..timefmt import iso_ns
 
 
 @dataclass

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
+from ..timefmt import iso_ns
 from .core import ERROR, INFO, WARNING, CameraReport, Finding, Report
 
 _SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
 
 
 def iso(ns: int | None) -> str | None:
-    if ns is None:
-        return None
-    dt = datetime.fromtimestamp(ns // 1_000_000_000, tz=UTC)
-    ms = (ns % 1_000_000_000) // 1_000_000
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}Z"
+    return None if ns is None else iso_ns(ns)
 
 
 def finding_json(f: Finding) -> dict[str, Any]:

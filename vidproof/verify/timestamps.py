@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from .._lazy import lazy_module
 from ..canonical import CanonicalError, canonical_bytes, sha256_hex
 from ..model import Checkpoint, ContextRecord, EventRecord, RecordError, entry_from_json
+from ..timefmt import iso_ns
 
 if TYPE_CHECKING:
     from asn1crypto import cms, core, tsp
@@ -484,9 +485,7 @@ def check_timestamps(camera: str, stamps: Sequence[Stamp],
     return out
 
 
-def _iso(ns: int) -> str:
-    dt = datetime.fromtimestamp(ns // 10**9, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{(ns % 10**9) // 10**6:03d}Z"
+_iso = iso_ns
 
 
 def _stretch(first: tuple[int, int], last: tuple[int, int],

@@ -10,8 +10,9 @@ import av
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from ...errors import UsageError
-from ...export import iso_ns, parse_time, to_ns
+from ...export import parse_time, to_ns
 from ...store import list_segments
+from ...timefmt import iso_ns
 from ..api_models import CameraStatus, Range, Recordings
 from ..auth import Session, require
 from ..context import Service

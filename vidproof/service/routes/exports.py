@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
 
 from ...errors import UsageError
-from ...export import iso_ns, parse_time
+from ...export import parse_time
+from ...timefmt import iso_ns
 from ..api_models import ExportRequestBody, ExportStatus
 from ..auth import Session, require
 from ..context import Service

@@ -6,8 +6,8 @@ import json
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from ...export import iso_ns
 from ...journal import verify_journal
+from ...timefmt import iso_ns
 from ..api_models import JournalEntry, JournalPage
 from ..auth import Session, require
 from ..context import Service
