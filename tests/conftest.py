@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -12,6 +13,13 @@ from pathlib import Path
 import pytest
 
 LOCATION = "12 rue de Rivoli, Paris;48.8566,2.3522"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,18 +25,11 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import vidproof
+from tests.conftest import free_port, vidproof
 
 ROLES = ("installer", "operator", "police", "auditor")
 USERS = {role: (f"{role}-1", f"{role} password 1") for role in ROLES}  # role: (name, password)
 START_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

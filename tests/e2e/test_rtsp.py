@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import LOCATION, Keys, vidproof
+from tests.conftest import LOCATION, Keys, free_port, vidproof
 from vidproof.capture.sources import Backoff, CodedFrame, SourceLost, StreamInfo, rtsp
 from vidproof.errors import SourceError
 
@@ -106,12 +106,6 @@ def camera(tmp_path: Path) -> Iterator[RtspCamera]:
     cam.start()
     yield cam
     cam.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_record(store: Path, keys: Keys, url: str, duration: float) -> subprocess.Popen[str]:

@@ -31,13 +31,12 @@ from urllib.parse import quote
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import vidproof
+from tests.conftest import free_port, vidproof
 from tests.e2e.service_harness import (
     ROLES,
     USERS,
     CameraSpec,
     Service,
-    free_port,
     running_service,
     wait_until,
 )

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import vidproof
+from tests.conftest import free_port, vidproof
 from tests.e2e.service_harness import CameraSpec, Service, running_service, wait_until
 from tests.e2e.test_clock import Chrony
-from tests.e2e.test_tsa import Tsa, free_port, make_pki
+from tests.e2e.test_tsa import Tsa, make_pki
 
 pytestmark = pytest.mark.slow
 CAMERAS = ("cam-a", "cam-b")

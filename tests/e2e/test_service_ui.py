@@ -31,8 +31,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import vidproof
-from tests.e2e.service_harness import free_port
+from tests.conftest import free_port, vidproof
 from tests.e2e.test_player import Chromium, _have_chromium, wait_file
 
 pytestmark = pytest.mark.slow

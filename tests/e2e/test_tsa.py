@@ -15,7 +15,6 @@ import hashlib
 import json
 import selectors
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import LOCATION, Keys, vidproof
+from tests.conftest import LOCATION, Keys, free_port, vidproof
 from vidproof.timestamp.tsa import TsaClient, TsaSettings
 
 pytestmark = pytest.mark.slow
@@ -39,12 +38,6 @@ def make_pki(out: Path) -> Path:
     subprocess.run([sys.executable, str(SERVER), "--make-pki", str(out)], check=True,
                    capture_output=True, timeout=60)
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Tsa:
