@@ -6,18 +6,21 @@ the encoder has real work; 25 fps, no B-frames, 2-s GOP, camera-like bitrates: a
 
 Measured, in this process, as CPU time (user + system of every thread: decoder and
 encoder threads included, waits on the disk excluded), best of ``--repeat`` runs,
-the two alternating so that they share the machine's conditions:
+the three in turn so that they share the machine's conditions:
 
 * floor: PyAV decode of every frame -> the same encoder with the same settings
   (:class:`vidproof.encode.Encoder`: libx264, preset, CRF, GOP, one encoder thread)
-  -> packets; nothing else;
+  -> packets; nothing else; one frame at a time (the target's floor);
+* batched: the floor, decoding a batch of frames and then encoding them, in the
+  batches vidproof uses (``vidproof.encode.batch_size``: 6 frames at 25 fps): what
+  batching alone gains, so that vidproof's own cost shows apart from it;
 * vidproof: the real recorder (:class:`vidproof.capture.worker.Recorder`, transcode
-  mode) on the same file: decode -> a frame of its own (``Owner``: handed over when
-  the decoder has let go of it, so ``make_writable`` copies nothing in a
-  camera-like stream) -> stamp on the YUV 4:2:0 planes -> fingerprint -> duplicate
-  check -> the same encoder -> frame digest, chain entry, MPEG-TS segment, signed
-  checkpoints (with their fsyncs) into a fresh store (the last run's deleted, and the
-  page cache written out, before the measure starts: before every run of both).
+  mode) on the same file, in its batches: decode -> a frame of its own (``Owner``:
+  handed over when the decoder has let go of it, so ``make_writable`` copies nothing
+  in a camera-like stream) -> stamp on the YUV 4:2:0 planes -> fingerprint ->
+  duplicate check -> the same encoder -> frame digest, chain entry, MPEG-TS segment,
+  signed checkpoints (with their fsyncs) into a fresh store (the last run's deleted,
+  and the page cache written out, before the measure starts: before every run).
 
 Both decode alike (``vidproof.capture.raw.decoder_threads``: as many decoder threads
 as encoder threads, one here, as transcode mode sets them) and encode alike (the same
@@ -30,16 +33,17 @@ inputs are 20 s long by default so that the figures are those of a camera that i
 recording, not of one that is starting: on 8 s, start-up alone weighs about 75 us a
 frame at 704x576 (``--seconds 8`` shows it).
 
-Printed per size: frames per CPU-second of both (each its best run), their ratio
-(target: at least 0.95), the median of the ratios of the runs made side by side
-("pairs": how much the load moved the figures), the cost vidproof adds per frame,
+Printed per size: frames per CPU-second of each (its best run), vidproof's ratio to
+the floor (target: at least 0.95), the median of the ratios of the runs made side by
+side ("pairs": how much the load moved the figures), vidproof's ratio to the batched
+floor (its own work alone), the cost vidproof adds per frame against the floor,
 and, at 704x576, how many 12-fps cameras one core sustains (vidproof's frames per
 CPU-second / 12); then the machine's load averages before and after (CPU time also
 grows when other processes share the caches and memory: compare runs made at a low
 load).
 
     .venv/bin/python benchmarks/transcode.py [--seconds 20] [--repeat 7] [--preset veryfast]
-                                             [--cache DIR] [--strict]
+                                             [--size 704x576] [--cache DIR] [--strict]
 
 ``--strict`` exits 1 when a ratio misses the target.
 """
@@ -53,15 +57,24 @@ import shutil
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 from _common import default_cache, encode_testsrc2
 
-from vidproof.capture.raw import decoder_threads
+from vidproof.capture.raw import RawInfo, decoder_threads
 from vidproof.capture.worker import Recorder, RecordSettings
-from vidproof.encode import PRESETS, TIME_BASE, Encoder, EncoderSettings, TranscodeSettings
+from vidproof.encode import (
+    PRESETS,
+    TIME_BASE,
+    Encoder,
+    EncoderSettings,
+    TranscodeSettings,
+    batch_size,
+)
 from vidproof.keys import generate, load_signer
 from vidproof.model import Location
 from vidproof.stamp import native_built
@@ -114,6 +127,40 @@ def floor(path: Path, settings: EncoderSettings) -> int:
     return count
 
 
+def floor_batched(path: Path, settings: EncoderSettings) -> int:
+    """The floor, with pictures taken through in batches as vidproof does (decode a
+    batch, then encode it; ``vidproof.encode.batch_size``): what batching alone gains."""
+    count = 0
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        decoder_threads(stream.codec_context, settings.threads)
+        enc: Encoder | None = None
+        none = av.video.frame.PictureType.NONE
+        batch: list[Any] = []
+        size = 1
+
+        def run() -> None:
+            nonlocal count
+            assert enc is not None
+            for frame in batch:
+                frame.pts, frame.time_base, frame.pict_type = count * 3600, TIME_BASE, none
+                enc.encode(frame)
+                count += 1
+            batch.clear()
+
+        for frame in c.decode(stream):
+            if enc is None:
+                enc = Encoder(settings, frame.width, frame.height, Fraction(FPS))
+                size = batch_size(RawInfo(frame.width, frame.height, Fraction(FPS), "", "media"))
+            batch.append(frame)
+            if len(batch) >= size:
+                run()
+        if enc is not None:
+            run()
+            enc.encode(None)
+    return count
+
+
 def quiet(work: Path) -> None:
     """Before each measured run (not measured): the last run's store deleted, and dirty
     pages written out, so that no run pays for the one before (the kernel's writeback
@@ -131,12 +178,19 @@ def vidproof_run(path: Path, settings: EncoderSettings, key: Path, work: Path) -
     return result.frames
 
 
+def size_arg(text: str) -> tuple[int, int]:
+    w, _, h = text.partition("x")
+    return int(w), int(h)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=int, default=20)  # see the docstring
     ap.add_argument("--repeat", type=int, default=7)  # CPU time varies by a few % a run
     ap.add_argument("--preset", default="veryfast", choices=PRESETS)
     ap.add_argument("--cache", type=Path, default=default_cache())
+    ap.add_argument("--size", type=size_arg, action="append", choices=list(SIZES),
+                    help="one size only (repeatable); default: both")
     ap.add_argument("--strict", action="store_true")
     args = ap.parse_args(argv)
 
@@ -150,45 +204,53 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.seconds}-s "
               f"inputs at {FPS} fps; best of {args.repeat}; CPU time of all threads; native "
               f"kernels {'built' if native_built() else 'NOT built (numpy)'}")
-        header = (f"{'size':>10} {'frames':>6} {'floor fps':>10} {'vidproof fps':>13} "
-                  f"{'ratio':>6} {'pairs':>6} {'added us/frame':>15}")
+        header = (f"{'size':>10} {'frames':>6} {'floor fps':>10} {'batched fps':>12} "
+                  f"{'vidproof fps':>13} {'ratio':>6} {'pairs':>6} {'vs batched':>11} "
+                  f"{'added us/frame':>15}")
         print(header)
         print("-" * len(header))
         ok = True
         cameras = 0.0
-        for (w, h), bitrate in SIZES.items():
-            path = make_input(args.cache, w, h, bitrate, args.seconds)
+        runners: dict[str, Callable[[Path], int]] = {
+            "floor": lambda p: floor(p, settings),
+            "batched": lambda p: floor_batched(p, settings),
+            "vidproof": lambda p: vidproof_run(p, settings, key, work),
+        }
+        for (w, h) in args.size or list(SIZES):
+            path = make_input(args.cache, w, h, SIZES[w, h], args.seconds)
             floor(path, settings)  # warm up: page cache, encoder libraries
-            runs: dict[str, list[float]] = {"floor": [], "vidproof": []}
-            frames = {"floor": 0, "vidproof": 0}
+            runs: dict[str, list[float]] = {name: [] for name in runners}
+            frames: dict[str, int] = {}
+            names = list(runners)
             for i in range(args.repeat):
-                # Alternating, and in turn first: each pair shares the machine's state.
-                for name in ("floor", "vidproof")[::1 if i % 2 == 0 else -1]:
+                # In turn first: the runs of a round share the machine's state.
+                for name in names[i % 3:] + names[:i % 3]:
                     quiet(work)
                     start = cpu()
-                    n = (floor(path, settings) if name == "floor"
-                         else vidproof_run(path, settings, key, work))
+                    frames[name] = runners[name](path)
                     runs[name].append(cpu() - start)
-                    frames[name] = n
-            if frames["floor"] != frames["vidproof"]:
-                print(f"frame counts differ: floor {frames['floor']}, vidproof "
-                      f"{frames['vidproof']}", file=sys.stderr)
+            if len(set(frames.values())) != 1:
+                print(f"frame counts differ: {frames}", file=sys.stderr)
                 return 2
             n = frames["floor"]
-            best_f, best_v = min(runs["floor"]), min(runs["vidproof"])
-            f_fps, v_fps = n / best_f, n / best_v
-            ratio = v_fps / f_fps
+            best = {name: min(r) for name, r in runs.items()}
+            fps = {name: n / t for name, t in best.items()}
+            ratio = fps["vidproof"] / fps["floor"]
             pairs = statistics.median(f / v for f, v in zip(runs["floor"], runs["vidproof"],
                                                             strict=True))
-            added = (best_v - best_f) / n * 1e6
+            batched = fps["vidproof"] / fps["batched"]
+            added = (best["vidproof"] - best["floor"]) / n * 1e6
             ok = ok and ratio >= TARGET
             if (w, h) == (704, 576):
-                cameras = v_fps / CAMERA_FPS
-            print(f"{w}x{h:<5} {n:>6} {f_fps:>10.1f} {v_fps:>13.1f} {ratio:>6.3f} "
-                  f"{pairs:>6.3f} {added:>15.0f}")
-        print(f"target: ratio >= {TARGET} at both sizes: {'met' if ok else 'NOT met'}")
-        print(f"one core sustains {cameras:.1f} cameras of 704x576 at {CAMERA_FPS} fps in "
-              f"transcode mode (decode, stamp, encode at preset {args.preset}, sign)")
+                cameras = fps["vidproof"] / CAMERA_FPS
+            print(f"{w}x{h:<5} {n:>6} {fps['floor']:>10.1f} {fps['batched']:>12.1f} "
+                  f"{fps['vidproof']:>13.1f} {ratio:>6.3f} {pairs:>6.3f} {batched:>11.3f} "
+                  f"{added:>15.0f}")
+        print(f"target: vidproof/floor >= {TARGET} at every size: "
+              f"{'met' if ok else 'NOT met'}")
+        if cameras:
+            print(f"one core sustains {cameras:.1f} cameras of 704x576 at {CAMERA_FPS} fps in "
+                  f"transcode mode (decode, stamp, encode at preset {args.preset}, sign)")
         load = " / ".join(f"{a:.2f}, {b:.2f}, {c:.2f}" for a, b, c in
                           (load_before, os.getloadavg()))
         print(f"load average (1, 5, 15 min) before / after: {load} on {os.cpu_count()} CPUs")

@@ -20,6 +20,9 @@ Per picture, in the frame the source handed over (owned and writable):
    time) is counted as a duplicate: a source that repeats frames to reach its rate;
 4. the frame is encoded, timestamped in 1/90000 s from the capture time.
 
+Pictures take these steps in small batches (a quarter of a second of them, at most
+8): see :func:`transcode`.
+
 The encoder behaves like a camera's: no B-frames (decoding order = presentation
 order), a fixed GOP (default 1 s, at most 2 s), no scene-cut keyframes, parameter
 sets repeated before every keyframe (each segment and clip decodes on its own).
@@ -62,6 +65,10 @@ PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "sl
 DEFAULT_PRESET = "veryfast"
 DEFAULT_CRF = {"libx264": 23, "libx265": 28}
 MAX_GOP_SECONDS = 2
+# Pictures taken through each stage at a time (see transcode()).
+BATCH_SECONDS = Fraction(1, 4)
+MAX_BATCH = 8
+MAX_BATCH_BYTES = 64 << 20
 TIME_BASE = Fraction(1, 90000)
 _NO_TYPE = av.video.frame.PictureType.NONE
 
@@ -345,8 +352,13 @@ class Transcoder:
             context=context)
 
     def frame(self, item: RawFrame) -> list[EncodedFrame]:
-        stamper, encoder = self.stamper, self.encoder
-        assert stamper is not None and encoder is not None
+        """Stamp, fingerprint and encode one picture: the packets the encoder gave."""
+        return self.encode([self.prepare(item)])
+
+    def prepare(self, item: RawFrame) -> Any:
+        """Stamp and fingerprint one picture in place; its frame, ready to encode."""
+        stamper = self.stamper
+        assert stamper is not None
         frame = item.frame
         y, u, v = item.planes or frame_planes(frame)
         stamper.apply(y, u, v, item.utc_ns)
@@ -364,7 +376,16 @@ class Transcoder:
         self._last_pts = pts
         frame.pts, frame.time_base, frame.pict_type = pts, TIME_BASE, _NO_TYPE
         self._pending[pts] = (item.utc_ns, item.cam_utc_ns, fingerprint_text(fp), dup)
-        return self._packets(encoder.encode(frame))
+        return frame
+
+    def encode(self, frames: list[Any]) -> list[EncodedFrame]:
+        """Encode prepared frames, in order: the packets the encoder gave."""
+        encoder = self.encoder
+        assert encoder is not None
+        packets: list[Any] = []
+        for frame in frames:
+            packets += encoder.encode(frame)
+        return self._packets(packets)
 
     def flush(self) -> list[EncodedFrame]:
         out = []
@@ -389,21 +410,57 @@ class Transcoder:
         return out
 
 
+def batch_size(info: RawInfo) -> int:
+    """How many pictures :func:`transcode` takes through each stage at a time: a
+    quarter of a second of them (at 25 fps when the rate is unknown), 1 to
+    ``MAX_BATCH``, and no more than ``MAX_BATCH_BYTES`` of pictures held."""
+    fps = info.fps if info.fps is not None else Fraction(25)
+    frame_bytes = info.width * info.height * 3 // 2
+    return max(1, min(MAX_BATCH, round(fps * BATCH_SECONDS), MAX_BATCH_BYTES // frame_bytes))
+
+
 def transcode(raw: Iterator[RawItem], settings: TranscodeSettings,
-              clock: Clock) -> Iterator[SourceItem]:
-    """Stamp, fingerprint and encode a raw-frame source into a coded source."""
+              clock: Clock, batch: int | None = None) -> Iterator[SourceItem]:
+    """Stamp, fingerprint and encode a raw-frame source into a coded source.
+
+    Pictures go through in small batches (:func:`batch_size`): the source decodes a
+    batch, then each picture is stamped and fingerprinted, then encoded, then the
+    recorder digests, chains and muxes their packets. Every stage then runs on
+    caches that it warmed for the picture before: run once per picture between two
+    encodes, which evict them, each stage cost several times as much (measured in
+    benchmarks/transcode.py). A batch is cut short by anything but a picture (a new
+    stream, a lost camera) and by the end of the source, so nothing waits behind it;
+    the frames' capture times are taken by the source as they arrive, unchanged.
+    ``batch``: pictures per batch instead (1: one at a time; tests)."""
+    if batch is not None and batch < 1:
+        raise ValueError(f"batch of {batch} pictures: expected at least 1")
     t = Transcoder(settings, clock)
+    pending: list[RawFrame] = []
+    size = 1
+
+    def run() -> list[EncodedFrame]:
+        if not pending:
+            return []
+        frames = [t.prepare(item) for item in pending]
+        pending.clear()
+        return t.encode(frames)
+
     try:
         for item in raw:
             if isinstance(item, RawFrame):
-                yield from t.frame(item)
-            elif isinstance(item, RawInfo):
-                yield from t.flush()
+                pending.append(item)
+                if len(pending) >= size:
+                    yield from run()
+                continue
+            yield from run()
+            yield from t.flush()
+            if isinstance(item, RawInfo):
+                size = batch or batch_size(item)
                 yield t.start(item)
             else:
                 assert isinstance(item, SourceLost)
-                yield from t.flush()
                 yield item
+        yield from run()
         yield from t.flush()
     finally:
         close = getattr(raw, "close", None)

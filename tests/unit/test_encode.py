@@ -41,6 +41,7 @@ from vidproof.encode import (
     EncoderSettings,
     TranscodedInfo,
     TranscodeSettings,
+    batch_size,
     cells_outside,
     transcode,
 )
@@ -160,6 +161,53 @@ def test_transcode_makes_a_camera_like_stream_with_the_stamp_and_fingerprints() 
         fp = base64.b64decode(frames[k].fp or "")
         luma = frame_planes(pictures[k])[0]  # limited range, as recorded (not "gray")
         assert distance(fp, fingerprint(luma)) < 1.0
+
+
+# -- batches ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("width", "height", "fps", "expected"), [
+    (704, 576, Fraction(25), 6), (704, 576, Fraction(12), 3), (352, 288, Fraction(6), 2),
+    (704, 576, Fraction(1), 1), (704, 576, Fraction(120), 8), (704, 576, None, 6),
+    (3840, 2160, Fraction(25), 5),  # 64 MiB of 12 MB pictures
+    (15360, 8640, Fraction(25), 1),
+])
+def test_batch_size_is_a_quarter_second_of_pictures_within_bounds(
+        width: int, height: int, fps: Fraction | None, expected: int) -> None:
+    assert batch_size(RawInfo(width, height, fps, "", "media")) == expected
+
+
+def _stream_of(items: list[Any]) -> list[Any]:
+    return [(bytes(i.data), i.pts, i.dts, i.keyframe, i.utc_ns, i.fp, i.duplicate)
+            if isinstance(i, EncodedFrame) else type(i).__name__ for i in items]
+
+
+def test_batches_give_the_same_stream_as_one_picture_at_a_time() -> None:
+    one_thread = settings(encoder=EncoderSettings(preset="ultrafast", threads=1),
+                          wide_shot=True)
+    streams = []
+    for batch in (1, None, 7):
+        raw = raw_testsrc("testsrc:352x288@25", fast=True, duration=2.0, clock=clock)
+        streams.append(_stream_of(list(transcode(raw, one_thread, clock, batch))))
+    assert len(streams[0]) == 51  # the info, then 50 pictures
+    assert streams[1] == streams[0] and streams[2] == streams[0]
+    with pytest.raises(ValueError, match="at least 1"):
+        next(transcode(iter([]), one_thread, clock, 0))
+
+
+def test_a_batch_ends_at_a_lost_camera_and_a_new_stream() -> None:
+    """Nothing waits behind a batch: the pictures before a loss are encoded and handed
+    on before the loss, and those of the new connection after its info."""
+    raw = raw_testsrc("testsrc:352x288@25", fast=True, duration=0.2, clock=clock)
+    info, *pictures = list(raw)
+    assert isinstance(info, RawInfo) and len(pictures) == 5
+    assert all(isinstance(p, RawFrame) for p in pictures)
+    items = [info, *pictures[:3], SourceLost(T0 + 10**9, "gone"), info, *pictures[3:]]
+    out = list(transcode(iter(items), settings(wide_shot=True), clock, batch=8))
+    assert [i if isinstance(i, str) else "frame" for i in _stream_of(out)] == [
+        "TranscodedInfo", "frame", "frame", "frame", "SourceLost", "TranscodedInfo",
+        "frame", "frame"]
+    frames = [i for i in out if isinstance(i, EncodedFrame)]
+    assert [f.utc_ns for f in frames] == [getattr(p, "utc_ns", None) for p in pictures]
 
 
 @pytest.mark.parametrize("copying", [False, True])
