@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.conftest import ffmpeg
+from tests.conftest import Keys, ffmpeg, vidproof
 from vidproof.canonical import canonical_bytes
 from vidproof.capture.raw import (
     FramePool,
@@ -208,6 +208,55 @@ def test_a_batch_ends_at_a_lost_camera_and_a_new_stream() -> None:
         "frame", "frame"]
     frames = [i for i in out if isinstance(i, EncodedFrame)]
     assert [f.utc_ns for f in frames] == [getattr(p, "utc_ns", None) for p in pictures]
+
+
+@pytest.mark.parametrize("source", ["testsrc", "file"])
+def test_a_stopped_recorder_records_every_picture_its_source_delivered(
+        source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keys: Keys) -> None:
+    """On stop (SIGTERM), the pictures still in a batch and in the encoder's lookahead
+    are recorded, not dropped: the raw sources end on stop(), and the recorder takes
+    what comes before that end."""
+    import vidproof.capture.raw as raw_module
+    from vidproof.capture.worker import Recorder, RecordSettings
+    from vidproof.keys import load_signer
+
+    spec = "testsrc:352x288@25"
+    if source == "file":
+        spec = str(tmp_path / "in.mp4")
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=352x288:rate=25", "-t", "4",
+               "-c:v", "libx264", "-g", "25", spec)
+    delivered: list[int] = []
+    real = raw_module.open_raw_source
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        for item in real(*args, **kwargs):
+            if isinstance(item, RawFrame):
+                delivered.append(item.utc_ns)
+            yield item
+
+    monkeypatch.setattr(raw_module, "open_raw_source", counting)
+    store = tmp_path / "store"
+    ts = settings(encoder=EncoderSettings(preset="veryfast", threads=1), wide_shot=True)
+    rec: Recorder | None = None
+
+    def stop() -> bool:
+        return rec is not None and rec.result.frames >= 20
+
+    rec = Recorder(RecordSettings(spec, "cam1", LOC, store, fast=True, transcode=ts,
+                                  wide_shot=True), load_signer(keys.key), clock=clock,
+                   stop=stop)
+    result = rec.run()
+    # The encoder held pictures back (x264's lookahead) when stop() came: more than 20
+    # were delivered, and every one of them is recorded, in order.
+    assert 20 < len(delivered) < 100
+    log = [json.loads(line) for line in (store / "cam1" / "evidence.jsonl").read_bytes()
+           .splitlines()]
+    frames = [e for e in log if e["type"] == "frame"]
+    assert [f["utc_ns"] for f in frames] == delivered and result.frames == len(delivered)
+    stops = [e for e in log if e.get("event") == "recorder_stop"]
+    assert stops[0]["detail"]["reason"] == "stopped by the operator"
+    r = vidproof("verify", store, "--trust", keys.pub, "--json")
+    assert r.code == 0 and r.json["frames"] == len(delivered), r.out
 
 
 @pytest.mark.parametrize("copying", [False, True])

@@ -281,8 +281,9 @@ def _fps(value: Any) -> Fraction | None:
 # -- testsrc ------------------------------------------------------------------------
 
 def raw_testsrc(spec: str, *, fast: bool, duration: float | None,
-                clock: Clock) -> Iterator[RawItem]:
-    """FFmpeg's testsrc2 (moving pattern, running counter) as raw frames."""
+                clock: Clock, stop: Callable[[], bool] = lambda: False) -> Iterator[RawItem]:
+    """FFmpeg's testsrc2 (moving pattern, running counter) as raw frames, until
+    ``duration`` or ``stop()``."""
     width, height, fps = parse_testsrc(spec)
     frames = None if duration is None else round(duration * fps)
     graph = av.open(f"testsrc2=size={width}x{height}:rate={fps}", format="lavfi")
@@ -291,7 +292,7 @@ def raw_testsrc(spec: str, *, fast: bool, duration: float | None,
                       {"kind": "testsrc", "pattern": "testsrc2", "pix_fmt": "yuv420p"})
         pacer = Pacer(fast, clock)
         for count, frame in enumerate(graph.decode(video=0)):
-            if frames is not None and count >= frames:
+            if frames is not None and count >= frames or stop():
                 break
             utc, _ = pacer.utc_ns(count / fps)
             yield RawFrame(owned_yuv420p(frame), utc)
@@ -302,8 +303,10 @@ def raw_testsrc(spec: str, *, fast: bool, duration: float | None,
 # -- media files --------------------------------------------------------------------
 
 def raw_file(path: str, *, fast: bool, duration: float | None,
-             clock: Clock, threads: int = 1) -> Iterator[RawItem]:
-    """A media file in any codec FFmpeg decodes, decoded frame by frame."""
+             clock: Clock, threads: int = 1,
+             stop: Callable[[], bool] = lambda: False) -> Iterator[RawItem]:
+    """A media file in any codec FFmpeg decodes, decoded frame by frame, until its end,
+    ``duration`` or ``stop()`` (the pictures decoded by then are all handed over)."""
     if not Path(path).is_file():
         raise SourceError(f"source {path!r} does not exist or is not a file; expected "
                           "testsrc[:WxH@FPS], a media file, rtsp://…, rtsps://… or "
@@ -338,6 +341,8 @@ def raw_file(path: str, *, fast: bool, duration: float | None,
 
         try:
             for frame in container.decode(stream):
+                if stop():
+                    break
                 utc, offset = pacer.utc_ns(frame.time)
                 if duration is not None and offset >= duration:
                     break
@@ -514,7 +519,7 @@ def open_raw_source(spec: str, *, fast: bool, duration: float | None,
     """A raw-frame source for ``spec`` (see the module's docstring); ``threads``: the
     decoder's (see :func:`decoder_threads`)."""
     if spec.startswith("testsrc"):
-        return raw_testsrc(spec, fast=fast, duration=duration, clock=clock)
+        return raw_testsrc(spec, fast=fast, duration=duration, clock=clock, stop=stop)
     if spec.startswith("device:"):
         return raw_device(spec, duration=duration, clock=clock, stop=stop)
     if spec.startswith(("rtsp://", "rtsps://")):
@@ -524,4 +529,5 @@ def open_raw_source(spec: str, *, fast: bool, duration: float | None,
     if "://" in spec:
         raise UsageError(f"source {redact(spec)!r} has an unsupported scheme; expected "
                          "rtsp:// or rtsps://")
-    return raw_file(spec, fast=fast, duration=duration, clock=clock, threads=threads)
+    return raw_file(spec, fast=fast, duration=duration, clock=clock, threads=threads,
+                    stop=stop)

@@ -402,8 +402,8 @@ def open_source(spec: str, *, fast: bool, duration: float | None,
     if spec.startswith(("rtsp://", "rtsps://")):
         return rtsp(spec, duration=duration, clock=clock, stop=stop, tls_ca=tls_ca)
     if spec.startswith("device:"):
-        raise UsageError(f"source {spec!r}: local devices deliver raw frames and need --stamp, "
-                         "which this build does not support yet")
+        raise UsageError(f"source {spec!r}: a local device delivers raw frames, which only "
+                         "transcode mode records: add --stamp")
     if "://" in spec:
         raise UsageError(f"source {spec!r} has an unsupported scheme; expected rtsp:// or rtsps://")
     return media_file(spec, fast=fast, duration=duration, clock=clock)
