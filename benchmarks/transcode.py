@@ -51,6 +51,7 @@ load).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import resource
 import shutil
@@ -108,55 +109,35 @@ def make_input(cache: Path, width: int, height: int, bitrate: int, seconds: int)
 
 # --- the two paths --------------------------------------------------------------------
 
-def floor(path: Path, settings: EncoderSettings) -> int:
-    """Bare PyAV decode -> encode with vidproof's encoder settings."""
+def floor(path: Path, settings: EncoderSettings, batched: bool = False) -> int:
+    """Bare PyAV decode -> encode with vidproof's encoder settings, one frame at a time;
+    ``batched``: decode a batch of frames, then encode them, in vidproof's batches
+    (``vidproof.encode.batch_size``): what batching alone gains."""
     count = 0
     with av.open(str(path)) as c:
         stream = c.streams.video[0]
         decoder_threads(stream.codec_context, settings.threads)  # as transcode mode does
         enc: Encoder | None = None
         none = av.video.frame.PictureType.NONE
-        for frame in c.decode(stream):
-            if enc is None:
-                enc = Encoder(settings, frame.width, frame.height, Fraction(FPS))
-            frame.pts, frame.time_base, frame.pict_type = count * 3600, TIME_BASE, none
-            enc.encode(frame)
-            count += 1
-        if enc is not None:
-            enc.encode(None)
-    return count
-
-
-def floor_batched(path: Path, settings: EncoderSettings) -> int:
-    """The floor, with pictures taken through in batches as vidproof does (decode a
-    batch, then encode it; ``vidproof.encode.batch_size``): what batching alone gains."""
-    count = 0
-    with av.open(str(path)) as c:
-        stream = c.streams.video[0]
-        decoder_threads(stream.codec_context, settings.threads)
-        enc: Encoder | None = None
-        none = av.video.frame.PictureType.NONE
         batch: list[Any] = []
         size = 1
-
-        def run() -> None:
-            nonlocal count
-            assert enc is not None
-            for frame in batch:
-                frame.pts, frame.time_base, frame.pict_type = count * 3600, TIME_BASE, none
-                enc.encode(frame)
+        for frame in itertools.chain(c.decode(stream), (None,)):  # None: the end
+            if frame is not None:
+                if enc is None:
+                    enc = Encoder(settings, frame.width, frame.height, Fraction(FPS))
+                    if batched:
+                        size = batch_size(RawInfo(frame.width, frame.height, Fraction(FPS),
+                                                  "", "media"))
+                batch.append(frame)
+                if len(batch) < size:
+                    continue
+            for f in batch:
+                assert enc is not None
+                f.pts, f.time_base, f.pict_type = count * 3600, TIME_BASE, none
+                enc.encode(f)
                 count += 1
             batch.clear()
-
-        for frame in c.decode(stream):
-            if enc is None:
-                enc = Encoder(settings, frame.width, frame.height, Fraction(FPS))
-                size = batch_size(RawInfo(frame.width, frame.height, Fraction(FPS), "", "media"))
-            batch.append(frame)
-            if len(batch) >= size:
-                run()
         if enc is not None:
-            run()
             enc.encode(None)
     return count
 
@@ -213,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         cameras = 0.0
         runners: dict[str, Callable[[Path], int]] = {
             "floor": lambda p: floor(p, settings),
-            "batched": lambda p: floor_batched(p, settings),
+            "batched": lambda p: floor(p, settings, batched=True),
             "vidproof": lambda p: vidproof_run(p, settings, key, work),
         }
         for (w, h) in args.size or list(SIZES):

@@ -351,10 +351,6 @@ class Transcoder:
             template=None, clock=info.clock, skipped_before_keyframe=info.skipped_before_keyframe,
             context=context)
 
-    def frame(self, item: RawFrame) -> list[EncodedFrame]:
-        """Stamp, fingerprint and encode one picture: the packets the encoder gave."""
-        return self.encode([self.prepare(item)])
-
     def prepare(self, item: RawFrame) -> Any:
         """Stamp and fingerprint one picture in place; its frame, ready to encode."""
         stamper = self.stamper

@@ -292,7 +292,7 @@ def raw_testsrc(spec: str, *, fast: bool, duration: float | None,
                       {"kind": "testsrc", "pattern": "testsrc2", "pix_fmt": "yuv420p"})
         pacer = Pacer(fast, clock)
         for count, frame in enumerate(graph.decode(video=0)):
-            if frames is not None and count >= frames or stop():
+            if (frames is not None and count >= frames) or stop():
                 break
             utc, _ = pacer.utc_ns(count / fps)
             yield RawFrame(owned_yuv420p(frame), utc)

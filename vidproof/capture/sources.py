@@ -123,10 +123,11 @@ def parse_testsrc(spec: str) -> tuple[int, int, int]:
     return width, height, fps
 
 
-def testsrc(spec: str, *, fast: bool, duration: float | None, clock: Clock) -> Iterator[SourceItem]:
+def testsrc(spec: str, *, fast: bool, duration: float | None, clock: Clock,
+            stop: Callable[[], bool] = lambda: False) -> Iterator[SourceItem]:
     """The built-in synthetic camera: FFmpeg's testsrc2 (moving pattern and a running
     clock), encoded with libx264 like a camera: no B-frames, 1-s GOP, SPS/PPS repeated
-    before each keyframe."""
+    before each keyframe; until ``duration`` or ``stop()``."""
     width, height, fps = parse_testsrc(spec)
     frames = None if duration is None else round(duration * fps)
     graph = av.open(f"testsrc2=size={width}x{height}:rate={fps}", format="lavfi")
@@ -161,7 +162,7 @@ def testsrc(spec: str, *, fast: bool, duration: float | None, clock: Clock) -> I
 
     try:
         for frame in graph.decode(video=0):
-            if frames is not None and count >= frames:
+            if (frames is not None and count >= frames) or stop():
                 break
             frame.pts, frame.time_base = count, Fraction(1, fps)
             frame.pict_type = av.video.frame.PictureType.NONE  # lavfi marks every frame I
@@ -196,7 +197,9 @@ def _open_error(what: str, exc: Exception) -> SourceError:
 
 
 def media_file(path: str, *, fast: bool, duration: float | None,
-               clock: Clock) -> Iterator[SourceItem]:
+               clock: Clock, stop: Callable[[], bool] = lambda: False) -> Iterator[SourceItem]:
+    """A media file's video stream, demuxed (never decoded), until its end, ``duration``
+    or ``stop()``."""
     if not Path(path).is_file():
         raise SourceError(f"source {path!r} does not exist or is not a file; "
                           "expected testsrc[:WxH@FPS], a media file, rtsp://… or rtsps://…")
@@ -216,6 +219,8 @@ def media_file(path: str, *, fast: bool, duration: float | None,
             for packet in container.demux(stream):
                 if packet.size == 0:
                     continue
+                if stop():
+                    break
                 pts, dts = packet.pts, packet.dts
                 ts = pts if pts is not None else dts
                 # ts * num / den: int true division, rounded like float(ts * tb), without
@@ -398,7 +403,7 @@ def open_source(spec: str, *, fast: bool, duration: float | None,
                 clock: Clock = time.time_ns, stop: Callable[[], bool] = lambda: False,
                 tls_ca: Path | None = None) -> Iterator[SourceItem]:
     if spec.startswith("testsrc"):
-        return testsrc(spec, fast=fast, duration=duration, clock=clock)
+        return testsrc(spec, fast=fast, duration=duration, clock=clock, stop=stop)
     if spec.startswith(("rtsp://", "rtsps://")):
         return rtsp(spec, duration=duration, clock=clock, stop=stop, tls_ca=tls_ca)
     if spec.startswith("device:"):
@@ -406,4 +411,4 @@ def open_source(spec: str, *, fast: bool, duration: float | None,
                          "transcode mode records: add --stamp")
     if "://" in spec:
         raise UsageError(f"source {spec!r} has an unsupported scheme; expected rtsp:// or rtsps://")
-    return media_file(spec, fast=fast, duration=duration, clock=clock)
+    return media_file(spec, fast=fast, duration=duration, clock=clock, stop=stop)

@@ -212,12 +212,9 @@ class Recorder:
         lost: SourceLost | None = None
         try:
             for item in itertools.chain(() if first is None else (first,), source):
-                if self.stop() and s.transcode is None:
-                    # SIGTERM: passthrough testsrc and file sources do not watch stop()
-                    # (nothing is held back in passthrough). Every raw source of transcode
-                    # mode does: it ends, and the pictures still in a batch or in the
-                    # encoder's lookahead come first, and are recorded.
-                    break
+                # SIGTERM: every source watches stop() and ends; what it hands over before
+                # its end (pictures still in a transcode batch or in the encoder's
+                # lookahead) is recorded.
                 if started:
                     self._clock_events(chain)
                 if isinstance(item, StreamInfo):
